@@ -1,0 +1,39 @@
+# The one entry point for developers and CI. `make test` is the README's test command.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+export ANSIBLE_CONFIG := $(abspath ansible.cfg)
+
+.PHONY: help venv system-deps lint test test-app test-fuzz test-browser clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements-dev.txt app/requirements.txt app/pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed  ## create .venv with the app and every test tool
+
+system-deps:  ## install the Debian packages the tests need (needs root)
+	scripts/install-system-deps.sh
+
+lint: venv  ## ruff, yamllint, ansible-lint (production profile)
+	$(BIN)/ruff check .
+	$(BIN)/yamllint --strict .
+
+test-app: venv  ## API tests on a real SQLite file, with coverage (>= 90 %) and the schemathesis run
+	cd app && ../$(PY) -m pytest --cov=task_manager --cov-report=term --cov-fail-under=90
+
+test-browser: venv  ## the frontend in a real headless Chromium against a real API
+	cd e2e && ../$(PY) -m pytest
+
+test: lint test-app test-browser  ## everything: lint, API tests, browser tests
+
+clean:  ## remove caches and the venv
+	rm -rf $(VENV) .pytest_cache app/.pytest_cache e2e/.pytest_cache .ruff_cache

@@ -1,0 +1,53 @@
+"""GET /health: the manual's health check, plus a cheap database probe."""
+
+from __future__ import annotations
+
+import json
+import sys
+from functools import cache
+from pathlib import Path
+
+from flask import Blueprint, current_app, jsonify
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from .. import __version__
+from ..extensions import db
+
+bp = Blueprint("health", __name__)
+
+OK_MESSAGE = "タスク管理API は正常に動作中です"
+
+
+@cache
+def _release_info(path: str | None) -> dict:
+    # A deployed release lives in releases/<version>/ with its venv inside it, so
+    # the release record sits beside the venv unless the config names another file.
+    candidate = Path(path) if path else Path(sys.prefix).parent / "RELEASE.json"
+    try:
+        data = json.loads(candidate.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: data[k] for k in ("release", "revision", "built_at") if k in data}
+
+
+@bp.get("/health")
+def health():
+    body = {"status": "OK", "message": OK_MESSAGE, "version": __version__}
+    body.update(_release_info(current_app.config["RELEASE_INFO_FILE"]))
+    try:
+        db.session.execute(text("SELECT 1 FROM users LIMIT 1")).all()
+        db.session.execute(text("SELECT 1 FROM tasks LIMIT 1")).all()
+        revision = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError as exc:
+        db.session.rollback()
+        current_app.logger.error("Health check: database unusable: %s", type(exc.orig or exc).__name__)
+        body.update(
+            status="ERROR", message="データベースに接続できません", checks={"database": "error"}
+        )
+        response = jsonify(body)
+        response.status_code = 503
+        return response
+    body["checks"] = {"database": "ok"}
+    body["schema_revision"] = revision
+    return jsonify(body)

@@ -1,0 +1,182 @@
+"""Operator commands under `flask --app task_manager` or the `task-manager` console script.
+
+The playbooks call these; each prints one machine-readable line or JSON document and
+exits non-zero on failure, so a task can assert on the outcome.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+from flask_migrate import upgrade
+from sqlalchemy import func, select, text
+
+from .api.auth import create_user
+from .errors import ApiError
+from .extensions import MIGRATIONS_DIR, db
+from .models import TASK_STATUSES, Task, User, utcnow
+from .validation import password as check_password
+from .validation import username as check_username
+
+DEMO_USERNAME = "demo_user"
+DEMO_PASSWORD = "demo_password"  # noqa: S105  (the manual's documented demo account; opt-in only
+
+
+def _sqlite_path() -> Path | None:
+    uri = current_app.config["SQLALCHEMY_DATABASE_URI"]
+    if uri.startswith("sqlite:///") and ":memory:" not in uri:
+        return Path(uri.removeprefix("sqlite:///"))
+    return None
+
+
+@click.command("init-db")
+@with_appcontext
+def init_db_command():
+    """Create the database if needed and apply every migration (idempotent)."""
+    upgrade(directory=MIGRATIONS_DIR)
+    revision = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    click.echo(f"database at revision {revision}")
+
+
+def _add_user(username: str, password: str) -> User:
+    try:
+        check_username({"username": username})
+        check_password({"password": password})
+        return create_user(username, password)
+    except ApiError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+@click.command("create-user")
+@click.argument("username")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              envvar="TASK_MANAGER_NEW_PASSWORD", help="Prompted for when not given (or TASK_MANAGER_NEW_PASSWORD).")
+@with_appcontext
+def create_user_command(username: str, password: str):
+    """Create a user account."""
+    user = _add_user(username, password)
+    click.echo(f"created user {user.username} (id {user.id})")
+
+
+@click.command("create-demo-user")
+@with_appcontext
+def create_demo_user_command():
+    """Create the manual's demo account demo_user / demo_password, if missing."""
+    if db.session.scalar(select(User).where(User.username == DEMO_USERNAME)) is not None:
+        click.echo(f"unchanged: {DEMO_USERNAME} exists")
+        return
+    _add_user(DEMO_USERNAME, DEMO_PASSWORD)
+    click.echo(f"created: {DEMO_USERNAME}")
+
+
+@click.command("check-db")
+@with_appcontext
+def check_db_command():
+    """PRAGMA integrity_check and foreign_key_check; exit 1 unless both are clean."""
+    if _sqlite_path() is None:
+        db.session.execute(text("SELECT 1")).all()
+        click.echo("ok")
+        return
+    with db.engine.connect() as conn:
+        integrity = [row[0] for row in conn.exec_driver_sql("PRAGMA integrity_check").all()]
+        foreign = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if integrity != ["ok"] or foreign:
+        for line in integrity:
+            click.echo(f"integrity: {line}", err=True)
+        for row in foreign:
+            click.echo(f"foreign key violation: {tuple(row)}", err=True)
+        sys.exit(1)
+    click.echo("ok")
+
+
+def usage_stats(since: datetime | None) -> dict:
+    counts = dict.fromkeys(TASK_STATUSES, 0)
+    counts.update(db.session.execute(select(Task.status, func.count()).group_by(Task.status)).all())
+    stats = {
+        "generated_at": utcnow().isoformat(timespec="seconds") + "Z",
+        "users": db.session.scalar(select(func.count(User.id))),
+        "tasks": {"total": sum(counts.values()), "by_status": counts},
+    }
+    if since is not None:
+        stats["period"] = {
+            "since": since.isoformat(timespec="seconds") + "Z",
+            "users_registered": db.session.scalar(select(func.count(User.id)).where(User.created_at >= since)),
+            "tasks_created": db.session.scalar(select(func.count(Task.id)).where(Task.created_at >= since)),
+            "tasks_completed": db.session.scalar(select(func.count(Task.id)).where(Task.completed_at >= since)),
+        }
+    path = _sqlite_path()
+    if path is not None:
+        stats["database_bytes"] = sum(
+            p.stat().st_size for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists()
+        )
+    return stats
+
+
+@click.command("stats")
+@click.option("--days", type=click.IntRange(min=1), default=None, help="Also count what happened in the last N days.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (for the monthly report).")
+@with_appcontext
+def stats_command(days: int | None, as_json: bool):
+    """Usage statistics: users, tasks by status, database size."""
+    since = utcnow() - timedelta(days=days) if days else None
+    stats = usage_stats(since)
+    if as_json:
+        click.echo(json.dumps(stats, ensure_ascii=False, indent=2))
+        return
+    click.echo(f"users: {stats['users']}")
+    click.echo(f"tasks: {stats['tasks']['total']}")
+    for status, count in stats["tasks"]["by_status"].items():
+        click.echo(f"  {status}: {count}")
+    for key, value in stats.get("period", {}).items():
+        click.echo(f"{key}: {value}")
+    if "database_bytes" in stats:
+        click.echo(f"database_bytes: {stats['database_bytes']}")
+
+
+@click.command("purge-completed")
+@click.option("--days", type=click.IntRange(min=1), default=90, show_default=True)
+@click.option("--dry-run", is_flag=True, help="Count what would be deleted, delete nothing.")
+@with_appcontext
+def purge_completed_command(days: int, dry_run: bool):
+    """Delete completed tasks whose completed_at is older than N days (the manual's 11.2)."""
+    cutoff = utcnow() - timedelta(days=days)
+    condition = (Task.status == "completed") & (Task.completed_at < cutoff)
+    if dry_run:
+        count = db.session.scalar(select(func.count(Task.id)).where(condition))
+        click.echo(f"would delete {count} completed tasks older than {days} days")
+        return
+    count = Task.query.filter(condition).delete()
+    db.session.commit()
+    click.echo(f"deleted {count} completed tasks older than {days} days")
+
+
+COMMANDS = (
+    init_db_command, create_user_command, create_demo_user_command, check_db_command, stats_command,
+    purge_completed_command,
+)
+
+
+def register(app: Flask) -> None:
+    for command in COMMANDS:
+        app.cli.add_command(command)
+
+
+def _factory() -> Flask:
+    from . import create_app  # noqa: PLC0415  (the package imports this module)
+
+    return create_app()
+
+
+@click.group(cls=FlaskGroup, create_app=_factory, add_default_commands=True, load_dotenv=False)
+def main():
+    """task-manager: the operator's commands (same as `flask --app task_manager ...`)."""
+
+
+if __name__ == "__main__":
+    main()

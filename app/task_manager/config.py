@@ -1,0 +1,114 @@
+"""Configuration: defaults, then the instance folder's config.py, then the environment.
+
+Later sources win, so an operator can always override a file with an environment
+variable (systemd's EnvironmentFile) without editing anything the release ships.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+from flask import Flask
+
+ENV_PREFIX = "TASK_MANAGER"
+ENVIRONMENTS = ("production", "development", "testing")
+
+# Secrets that must never run in production: the empty string, placeholders
+# people copy from examples, and the development default below.
+DEV_SECRET = "dev-insecure-secret-key-change-me-000000"  # noqa: S105  (refused in production)
+KNOWN_BAD_SECRETS = {"", "dev", "secret", "changeme", "change-me", "CHANGE_ME", DEV_SECRET}
+MIN_SECRET_LENGTH = 32
+
+
+class ConfigError(RuntimeError):
+    """The configuration is unsafe or inconsistent; the app refuses to start."""
+
+
+def instance_path_from_env() -> str | None:
+    value = os.environ.get(f"{ENV_PREFIX}_INSTANCE_PATH")
+    return os.path.abspath(value) if value else None
+
+
+def defaults() -> dict:
+    return {
+        "ENV_NAME": "production",
+        "SECRET_KEY": None,
+        "JWT_SECRET_KEY": None,
+        "JWT_ACCESS_TOKEN_MINUTES": 15,
+        "JWT_REFRESH_TOKEN_DAYS": 7,
+        "MAX_CONTENT_LENGTH": 1024 * 1024,
+        "LOG_DIR": None,
+        "LOG_LEVEL": "INFO",
+        "CORS_ORIGINS": [],
+        "TRUSTED_PROXIES": 0,
+        "TASKS_PER_PAGE": 20,
+        "TASKS_MAX_PER_PAGE": 100,
+        # Throttling of failed logins: this many failures inside the window
+        # locks the account (or the client address) until the oldest ages out.
+        "LOGIN_FAILURE_WINDOW_SECONDS": 15 * 60,
+        "LOGIN_MAX_FAILURES_PER_ACCOUNT": 5,
+        "LOGIN_MAX_FAILURES_PER_CLIENT": 20,
+        "SQLITE_BUSY_TIMEOUT_MS": 5000,
+        "RELEASE_INFO_FILE": None,
+        "SQLALCHEMY_DATABASE_URI": None,
+    }
+
+
+def load(app: Flask, test_config: dict | None) -> None:
+    app.config.from_mapping(defaults())
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        app.config.from_prefixed_env(ENV_PREFIX)
+        # The manual and twelve-factor tooling both speak of DATABASE_URL unprefixed.
+        if os.environ.get("DATABASE_URL"):
+            app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+        if os.environ.get(f"{ENV_PREFIX}_ENV"):
+            app.config["ENV_NAME"] = os.environ[f"{ENV_PREFIX}_ENV"]
+    else:
+        app.config.from_mapping(test_config)
+    _derive(app)
+    _validate(app)
+
+
+def _derive(app: Flask) -> None:
+    cfg = app.config
+    if cfg["ENV_NAME"] != "production" and not cfg["SECRET_KEY"]:
+        cfg["SECRET_KEY"] = DEV_SECRET
+    if not cfg["JWT_SECRET_KEY"]:
+        cfg["JWT_SECRET_KEY"] = cfg["SECRET_KEY"]
+    if not cfg["SQLALCHEMY_DATABASE_URI"]:
+        db_path = Path(app.instance_path) / "task_manager.db"
+        cfg["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{db_path}"
+    if not cfg["LOG_DIR"]:
+        # Beside the instance folder, as in the manual: instance/ and logs/ side by side.
+        cfg["LOG_DIR"] = str(Path(app.instance_path).parent / "logs")
+    if isinstance(cfg["CORS_ORIGINS"], str):
+        cfg["CORS_ORIGINS"] = [o.strip() for o in cfg["CORS_ORIGINS"].split(",") if o.strip()]
+    if cfg["ENV_NAME"] == "development" and not cfg["CORS_ORIGINS"]:
+        cfg["CORS_ORIGINS"] = ["http://localhost:8080", "http://127.0.0.1:8080"]
+    cfg["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(minutes=float(cfg["JWT_ACCESS_TOKEN_MINUTES"]))
+    cfg["JWT_REFRESH_TOKEN_EXPIRES"] = timedelta(days=float(cfg["JWT_REFRESH_TOKEN_DAYS"]))
+    cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
+    cfg["JSON_SORT_KEYS"] = False
+    app.json.ensure_ascii = False
+    app.json.sort_keys = False
+
+
+def _validate(app: Flask) -> None:
+    cfg = app.config
+    if cfg["ENV_NAME"] not in ENVIRONMENTS:
+        raise ConfigError(f"{ENV_PREFIX}_ENV must be one of {', '.join(ENVIRONMENTS)}, not {cfg['ENV_NAME']!r}")
+    if cfg["ENV_NAME"] == "production":
+        for key in ("SECRET_KEY", "JWT_SECRET_KEY"):
+            value = cfg[key] or ""
+            if value in KNOWN_BAD_SECRETS or len(value) < MIN_SECRET_LENGTH:
+                raise ConfigError(
+                    f"{key} is missing, a known default, or shorter than {MIN_SECRET_LENGTH} characters: "
+                    f"set it in {app.instance_path}/config.py or as {ENV_PREFIX}_{key} "
+                    "(the deploy playbook generates one on the host)"
+                )
+    for key in ("JWT_ACCESS_TOKEN_MINUTES", "JWT_REFRESH_TOKEN_DAYS", "TASKS_MAX_PER_PAGE"):
+        if not isinstance(cfg[key], int | float) or cfg[key] <= 0:
+            raise ConfigError(f"{key} must be a positive number, not {cfg[key]!r}")

@@ -1,0 +1,30 @@
+"""Gunicorn settings for production: `gunicorn -c python:task_manager.gunicorn_conf task_manager.wsgi:app`.
+
+Each setting can be overridden from the environment (the systemd unit's
+EnvironmentFile), so operators tune workers without editing the release.
+"""
+
+import multiprocessing
+import os
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+bind = os.environ.get("TASK_MANAGER_BIND", "127.0.0.1:5000")
+# SQLite has one writer at a time; a few workers serve reads well without piling up on the lock.
+workers = _env_int("TASK_MANAGER_WORKERS", min(4, multiprocessing.cpu_count() * 2))
+threads = _env_int("TASK_MANAGER_THREADS", 1)
+timeout = _env_int("TASK_MANAGER_TIMEOUT", 30)
+# On SIGTERM, workers get this long to finish the requests they are serving.
+graceful_timeout = _env_int("TASK_MANAGER_GRACEFUL_TIMEOUT", 30)
+keepalive = 5
+max_requests = _env_int("TASK_MANAGER_MAX_REQUESTS", 2000)
+max_requests_jitter = max_requests // 10
+# The app writes logs/access.log itself; gunicorn's own messages go to the journal.
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("TASK_MANAGER_GUNICORN_LOGLEVEL", "info")
+forwarded_allow_ips = os.environ.get("TASK_MANAGER_FORWARDED_ALLOW_IPS", "127.0.0.1")
+proc_name = "task-manager"

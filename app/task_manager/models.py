@@ -1,0 +1,112 @@
+"""Database models (SQLAlchemy 2 style). Timestamps are naive UTC.
+
+Naive UTC stored as 'YYYY-MM-DD HH:MM:SS.ffffff' compares correctly with SQLite's
+datetime('now', ...) strings, which keeps the manual's own SQL working verbatim.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .extensions import db
+
+TASK_STATUSES = ("pending", "in_progress", "completed")
+TASK_PRIORITIES = ("low", "medium", "high")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def iso(value: datetime | date | None) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
+    return value.isoformat()
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+    tasks: Mapped[list[Task]] = relationship(back_populates="user", cascade="all, delete-orphan", passive_deletes=True)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "username": self.username, "created_at": iso(self.created_at)}
+
+
+class Task(db.Model):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        CheckConstraint(f"status IN {TASK_STATUSES!r}", name="status"),
+        CheckConstraint(f"priority IN {TASK_PRIORITIES!r}", name="priority"),
+        # completed_at is set exactly when the task is completed, enforced below the API too.
+        CheckConstraint("(status = 'completed') = (completed_at IS NOT NULL)", name="completed_at"),
+        CheckConstraint("length(trim(title)) BETWEEN 1 AND 200", name="title"),
+        Index("ix_tasks_user_id_status", "user_id", "status"),
+        Index("ix_tasks_status_completed_at", "status", "completed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    priority: Mapped[str] = mapped_column(String(8), default="medium", server_default="medium")
+    due_date: Mapped[date | None] = mapped_column(Date)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    user: Mapped[User] = relationship(back_populates="tasks")
+
+    def set_status(self, status: str) -> None:
+        if status == "completed" and self.status != "completed":
+            self.completed_at = utcnow()
+        elif status != "completed":
+            self.completed_at = None
+        self.status = status
+
+    def to_dict(self) -> dict:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "description": self.description,
+            "status": self.status,
+            "priority": self.priority,
+            "due_date": iso(self.due_date),
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "completed_at": iso(self.completed_at),
+        }
+
+
+class RevokedToken(db.Model):
+    """JWT blocklist. Kept in the database so that revocation survives restarts and
+    holds across every gunicorn worker."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_type: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int | None] = mapped_column(index=True)
+    revoked_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class LoginFailure(db.Model):
+    """One failed login, keyed by account or by client address, for throttling."""
+
+    __tablename__ = "login_failures"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(160), index=True)
+    failed_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)

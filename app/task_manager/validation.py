@@ -1,0 +1,132 @@
+"""Input checks that name the field at fault. Kept small and explicit on purpose:
+the OpenAPI document in api/openapi.py states the same rules for clients."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from flask import request
+
+from .errors import ApiError
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{3,64}$")
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+PASSWORD_MIN = 8
+PASSWORD_MAX = 256
+TITLE_MAX = 200
+DESCRIPTION_MAX = 5000
+SEARCH_MAX = 200
+
+
+def invalid(field: str, message: str) -> ApiError:
+    return ApiError(400, "validation_error", f"{field}: {message}", field=field)
+
+
+def json_object() -> dict:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ApiError(400, "invalid_json", "リクエスト本文は JSON オブジェクトにしてください")
+    _check_encodable(data)
+    return data
+
+
+def _check_encodable(value, field: str | None = None) -> None:
+    # JSON may carry lone surrogates ("\ud800"), which no database can store as text.
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise invalid(field or "body", "不正な文字が含まれています") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_encodable(key, field or "body")
+            _check_encodable(item, field or str(key))
+    elif isinstance(value, list):
+        for item in value:
+            _check_encodable(item, field)
+
+
+def reject_unknown(data: dict, allowed: set[str], ignored: frozenset[str] = frozenset()) -> None:
+    for key in data:
+        if key not in allowed and key not in ignored:
+            raise invalid(str(key)[:64], "不明なフィールドです")
+
+
+def string(data: dict, field: str, *, required: bool = False, nullable: bool = False) -> str | None:
+    if field not in data:
+        if required:
+            raise invalid(field, "必須です")
+        return None
+    value = data[field]
+    if value is None and nullable:
+        return None
+    if not isinstance(value, str):
+        raise invalid(field, "文字列で指定してください")
+    return value
+
+
+def username(data: dict) -> str:
+    value = string(data, "username", required=True)
+    if not USERNAME_RE.match(value):
+        raise invalid("username", "3〜64文字の英数字と _ . - で指定してください")
+    return value
+
+
+def password(data: dict, *, check_rules: bool = True) -> str:
+    value = string(data, "password", required=True)
+    if check_rules and len(value) < PASSWORD_MIN:
+        raise invalid("password", f"{PASSWORD_MIN}文字以上で指定してください")
+    if len(value) > PASSWORD_MAX:
+        raise invalid("password", f"{PASSWORD_MAX}文字以内で指定してください")
+    return value
+
+
+def title(value) -> str:
+    if not isinstance(value, str):
+        raise invalid("title", "文字列で指定してください")
+    value = value.strip()
+    if not 1 <= len(value) <= TITLE_MAX:
+        raise invalid("title", f"1〜{TITLE_MAX}文字で入力してください")
+    return value
+
+
+def description(value) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise invalid("description", "文字列または null で指定してください")
+    if len(value) > DESCRIPTION_MAX:
+        raise invalid("description", f"{DESCRIPTION_MAX}文字以内で入力してください")
+    return value
+
+
+def choice(field: str, value, allowed: tuple[str, ...]) -> str:
+    if not isinstance(value, str) or value not in allowed:
+        raise invalid(field, f"{' / '.join(allowed)} のいずれかを指定してください")
+    return value
+
+
+def due_date(value) -> date | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not DATE_RE.match(value):
+        raise invalid("due_date", "YYYY-MM-DD 形式の日付または null で指定してください")
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise invalid("due_date", "存在しない日付です") from None
+
+
+def int_arg(name: str, default: int, *, minimum: int = 1, maximum: int | None = None) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    if not re.fullmatch(r"\d{1,9}", raw):
+        raise invalid(name, "正の整数で指定してください")
+    value = int(raw)
+    if value < minimum:
+        raise invalid(name, f"{minimum} 以上で指定してください")
+    if maximum is not None:
+        value = min(value, maximum)
+    return value

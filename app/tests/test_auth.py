@@ -1,0 +1,244 @@
+from datetime import timedelta
+
+import pytest
+from flask_jwt_extended import create_access_token, create_refresh_token
+
+from task_manager import create_app
+from task_manager.extensions import db
+from task_manager.models import User
+from tests.conftest import PASSWORD, make_config
+
+
+def register(client, username="alice", password=PASSWORD):
+    return client.post("/api/auth/register", json={"username": username, "password": password})
+
+
+def login(client, username="alice", password=PASSWORD, **kw):
+    return client.post("/api/auth/login", json={"username": username, "password": password}, **kw)
+
+
+def test_register_returns_the_user_without_the_hash(client):
+    response = register(client)
+    assert response.status_code == 201
+    user = response.get_json()["user"]
+    assert user["username"] == "alice"
+    assert set(user) == {"id", "username", "created_at"}
+    assert "hash" not in response.get_data(as_text=True)
+
+
+def test_password_is_stored_slowly_hashed_and_salted(app, client):
+    register(client, "alice")
+    register(client, "bob")
+    with app.app_context():
+        hashes = [u.password_hash for u in db.session.scalars(db.select(User))]
+    assert all(h.startswith("scrypt:") for h in hashes)
+    assert hashes[0] != hashes[1]
+    assert all(PASSWORD not in h for h in hashes)
+
+
+def test_register_conflict_is_409(client):
+    register(client)
+    response = register(client)
+    assert response.status_code == 409
+    assert response.get_json()["error"] == "username_taken"
+
+
+@pytest.mark.parametrize(
+    ("username", "password", "field"),
+    [
+        ("ab", PASSWORD, "username"),
+        ("a" * 65, PASSWORD, "username"),
+        ("bad name", PASSWORD, "username"),
+        ("ユーザー", PASSWORD, "username"),
+        ("alice", "short", "password"),
+        (123, PASSWORD, "username"),
+        ("alice", None, "password"),
+    ],
+)
+def test_register_rejects_bad_input_naming_the_field(client, username, password, field):
+    response = client.post("/api/auth/register", json={"username": username, "password": password})
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["error"] == "validation_error"
+    assert body["field"] == field
+    assert field in body["message"]
+
+
+def test_register_accepts_the_boundaries(client):
+    assert register(client, "abc", "x" * 8).status_code == 201
+    assert register(client, "a.b-c_" + "d" * 58, PASSWORD).status_code == 201
+
+
+def test_register_rejects_unknown_fields(client):
+    response = client.post("/api/auth/register", json={"username": "alice", "password": PASSWORD, "admin": True})
+    assert response.status_code == 400
+    assert response.get_json()["field"] == "admin"
+
+
+def test_login_returns_tokens_and_user(client):
+    register(client)
+    response = login(client)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 15 * 60
+    assert body["user"]["username"] == "alice"
+    assert body["access_token"] != body["refresh_token"]
+
+
+def test_login_failure_message_is_the_same_for_unknown_user_and_wrong_password(client):
+    register(client)
+    wrong = login(client, password="wrong-password")
+    unknown = login(client, username="nobody")
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.get_json() == unknown.get_json()
+
+
+def test_account_is_throttled_after_repeated_failures(client):
+    register(client)
+    for _ in range(5):
+        assert login(client, password="wrong-password").status_code == 401
+    response = login(client)  # even the right password waits
+    assert response.status_code == 429
+    retry = int(response.headers["Retry-After"])
+    assert 0 < retry <= 15 * 60
+    assert response.get_json()["error"] == "too_many_attempts"
+    # another account from the same client is not locked by this one
+    register(client, "bob")
+    assert login(client, "bob").status_code == 200
+
+
+def test_client_is_throttled_across_accounts(tmp_path):
+    app = create_app(make_config(tmp_path, LOGIN_MAX_FAILURES_PER_CLIENT=3, LOGIN_MAX_FAILURES_PER_ACCOUNT=100))
+    with app.app_context():
+        from flask_migrate import upgrade
+
+        from task_manager.extensions import MIGRATIONS_DIR
+
+        upgrade(directory=MIGRATIONS_DIR)
+    client = app.test_client()
+    for name in ("u1", "u2", "u3"):
+        assert login(client, name, "whatever-pw").status_code == 401
+    assert login(client, "u4", "whatever-pw").status_code == 429
+    other = login(client, "u4", "whatever-pw", environ_base={"REMOTE_ADDR": "10.0.0.9"})
+    assert other.status_code == 401
+
+
+def test_throttle_expires_after_the_window(tmp_path):
+    app = create_app(make_config(tmp_path, LOGIN_FAILURE_WINDOW_SECONDS=1, LOGIN_MAX_FAILURES_PER_ACCOUNT=2))
+    with app.app_context():
+        from flask_migrate import upgrade
+
+        from task_manager.extensions import MIGRATIONS_DIR
+
+        upgrade(directory=MIGRATIONS_DIR)
+    client = app.test_client()
+    register(client)
+    login(client, password="wrong-password")
+    login(client, password="wrong-password")
+    assert login(client).status_code == 429
+    import time
+
+    time.sleep(1.1)
+    assert login(client).status_code == 200
+
+
+def test_successful_login_clears_account_failures(client):
+    register(client)
+    for _ in range(4):
+        login(client, password="wrong-password")
+    assert login(client).status_code == 200
+    for _ in range(4):
+        assert login(client, password="wrong-password").status_code == 401
+
+
+def test_me_returns_the_current_user(api):
+    response = api.get("/api/auth/me")
+    assert response.status_code == 200
+    assert response.get_json()["user"]["username"] == "alice"
+
+
+def test_refresh_gives_a_working_access_token(api):
+    response = api.client.post("/api/auth/refresh", headers=api.headers(api.refresh))
+    assert response.status_code == 200
+    token = response.get_json()["access_token"]
+    assert api.client.get("/api/auth/me", headers=api.headers(token)).status_code == 200
+
+
+def test_access_token_cannot_refresh(api):
+    response = api.client.post("/api/auth/refresh", headers=api.headers(api.access))
+    assert response.status_code == 401
+
+
+def test_refresh_token_cannot_read_tasks(api):
+    response = api.client.get("/api/tasks", headers=api.headers(api.refresh))
+    assert response.status_code == 401
+
+
+def test_logout_revokes_access_and_refresh_tokens(api):
+    response = api.post("/api/auth/logout", json={"refresh_token": api.refresh})
+    assert response.status_code == 200
+    assert response.get_json()["revoked"] == 2
+    me = api.get("/api/auth/me")
+    assert me.status_code == 401
+    assert me.get_json()["error"] == "token_revoked"
+    refreshed = api.client.post("/api/auth/refresh", headers=api.headers(api.refresh))
+    assert refreshed.status_code == 401
+
+
+def test_logout_without_body_revokes_only_the_access_token(api):
+    assert api.post("/api/auth/logout").get_json()["revoked"] == 1
+    assert api.get("/api/auth/me").status_code == 401
+    assert api.client.post("/api/auth/refresh", headers=api.headers(api.refresh)).status_code == 200
+
+
+def test_logout_rejects_a_foreign_or_bad_refresh_token(api, api_factory):
+    bob = api_factory("bob")
+    assert api.post("/api/auth/logout", json={"refresh_token": bob.refresh}).status_code == 400
+    assert api.post("/api/auth/logout", json={"refresh_token": "garbage"}).status_code == 400
+    assert api.post("/api/auth/logout", json={"refresh_token": api.access}).status_code == 400
+    assert api.post("/api/auth/logout", data="not json", content_type="text/plain").status_code == 400
+    assert api.get("/api/auth/me").status_code == 200  # nothing was revoked by the failures
+
+
+def test_revocation_survives_a_restart(app_config, api):
+    api.post("/api/auth/logout")
+    restarted = create_app(app_config).test_client()
+    assert restarted.get("/api/auth/me", headers=api.headers()).status_code == 401
+
+
+def test_token_failures_are_401_json(app, api):
+    with app.app_context():
+        user = db.session.get(User, api.user["id"])
+        expired = create_access_token(identity=user, expires_delta=timedelta(seconds=-5))
+        expired_refresh = create_refresh_token(identity=user, expires_delta=timedelta(seconds=-5))
+    cases = {
+        "token_missing": {},
+        "token_invalid": {"Authorization": "Bearer not.a.jwt"},
+        "token_expired": {"Authorization": f"Bearer {expired}"},
+    }
+    for error, headers in cases.items():
+        response = api.client.get("/api/tasks", headers=headers)
+        assert response.status_code == 401, error
+        assert response.get_json()["error"] == error
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert api.client.post("/api/auth/refresh", headers=api.headers(expired_refresh)).status_code == 401
+    tampered = api.access[:-4] + ("AAAA" if not api.access.endswith("AAAA") else "BBBB")
+    assert api.client.get("/api/tasks", headers=api.headers(tampered)).status_code == 401
+
+
+def test_token_signed_with_another_key_is_rejected(tmp_path, api):
+    other = create_app(make_config(tmp_path / "other", SECRET_KEY="another-secret-key-that-is-long-enough-xx"))
+    with other.app_context():
+        forged = create_access_token(identity=User(id=api.user["id"], username="alice", password_hash="x"))
+    response = api.client.get("/api/auth/me", headers=api.headers(forged))
+    assert response.status_code == 401
+
+
+def test_token_of_a_deleted_user_is_401(app, api):
+    with app.app_context():
+        db.session.delete(db.session.get(User, api.user["id"]))
+        db.session.commit()
+    response = api.get("/api/auth/me")
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "user_not_found"

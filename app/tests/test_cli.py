@@ -1,0 +1,95 @@
+import json
+import sqlite3
+from datetime import timedelta
+
+from task_manager.extensions import db
+from task_manager.models import Task, User, utcnow
+
+
+def test_init_db_is_idempotent(runner):
+    first = runner.invoke(args=["init-db"])
+    second = runner.invoke(args=["init-db"])
+    assert first.exit_code == second.exit_code == 0
+    assert "revision 0001" in second.output
+
+
+def test_create_user_then_login(runner, client):
+    result = runner.invoke(args=["create-user", "opsadmin", "--password", "long-enough-pw"])
+    assert result.exit_code == 0, result.output
+    response = client.post("/api/auth/login", json={"username": "opsadmin", "password": "long-enough-pw"})
+    assert response.status_code == 200
+
+
+def test_create_user_refuses_bad_input(runner):
+    assert runner.invoke(args=["create-user", "x", "--password", "long-enough-pw"]).exit_code != 0
+    assert runner.invoke(args=["create-user", "okname", "--password", "short"]).exit_code != 0
+    runner.invoke(args=["create-user", "okname", "--password", "long-enough-pw"])
+    duplicate = runner.invoke(args=["create-user", "okname", "--password", "long-enough-pw"])
+    assert duplicate.exit_code != 0
+    assert "既に" in duplicate.output
+
+
+def test_demo_user_is_created_once_and_can_log_in(runner, client):
+    assert runner.invoke(args=["create-demo-user"]).output.startswith("created")
+    assert runner.invoke(args=["create-demo-user"]).output.startswith("unchanged")
+    response = client.post("/api/auth/login", json={"username": "demo_user", "password": "demo_password"})
+    assert response.status_code == 200
+
+
+def test_check_db_passes_on_a_good_database(runner):
+    result = runner.invoke(args=["check-db"])
+    assert result.exit_code == 0
+    assert result.output.strip() == "ok"
+
+
+def test_check_db_fails_on_a_foreign_key_violation(app, runner):
+    path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:  # foreign_keys is off on this raw connection
+        conn.execute("INSERT INTO tasks (user_id, title, status, priority, created_at, updated_at) "
+                     "VALUES (42, 'orphan', 'pending', 'medium', '2024-01-01', '2024-01-01')")
+    result = runner.invoke(args=["check-db"])
+    assert result.exit_code == 1
+    assert "foreign key violation" in result.output
+
+
+def _seed(app):
+    now = utcnow()
+    with app.app_context():
+        user = User(username="ann", password_hash="x", created_at=now - timedelta(days=40))
+        db.session.add(user)
+        db.session.flush()
+        db.session.add_all([
+            Task(user_id=user.id, title="old", status="completed", created_at=now - timedelta(days=200),
+                 completed_at=now - timedelta(days=100)),
+            Task(user_id=user.id, title="recent", status="completed", completed_at=now - timedelta(days=3)),
+            Task(user_id=user.id, title="open", status="pending"),
+            Task(user_id=user.id, title="doing", status="in_progress"),
+        ])
+        db.session.commit()
+
+
+def test_stats_json(app, runner):
+    _seed(app)
+    result = runner.invoke(args=["stats", "--json", "--days", "30"])
+    assert result.exit_code == 0, result.output
+    stats = json.loads(result.output)
+    assert stats["users"] == 1
+    assert stats["tasks"] == {"total": 4, "by_status": {"pending": 1, "in_progress": 1, "completed": 2}}
+    assert stats["period"]["tasks_created"] == 3
+    assert stats["period"]["tasks_completed"] == 1
+    assert stats["period"]["users_registered"] == 0
+    assert stats["database_bytes"] > 0
+    text = runner.invoke(args=["stats"]).output
+    assert "users: 1" in text and "completed: 2" in text
+
+
+def test_purge_completed_dry_run_then_real(app, runner):
+    _seed(app)
+    assert "would delete 1" in runner.invoke(args=["purge-completed", "--dry-run"]).output
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count(Task.id))) == 4
+    assert "deleted 1" in runner.invoke(args=["purge-completed", "--days", "90"]).output
+    with app.app_context():
+        titles = sorted(t.title for t in db.session.scalars(db.select(Task)))
+    assert titles == ["doing", "open", "recent"]
+    assert "deleted 1" in runner.invoke(args=["purge-completed", "--days", "1"]).output

@@ -1,0 +1,199 @@
+from datetime import date, timedelta
+
+import pytest
+
+
+def test_create_task_with_defaults(api):
+    task = api.task(title="  buy milk  ")
+    assert task["title"] == "buy milk"
+    assert task["status"] == "pending"
+    assert task["priority"] == "medium"
+    assert task["description"] is None
+    assert task["due_date"] is None
+    assert task["completed_at"] is None
+    assert task["created_at"].endswith("Z")
+    assert set(task) == {
+        "id", "title", "description", "status", "priority", "due_date", "created_at", "updated_at", "completed_at"
+    }
+
+
+def test_create_task_with_every_field(api):
+    task = api.task(title="report", description="quarterly", priority="high", due_date="2030-01-31",
+                    status="in_progress")
+    assert (task["priority"], task["due_date"], task["status"]) == ("high", "2030-01-31", "in_progress")
+    assert api.get(f"/api/tasks/{task['id']}").get_json() == task
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "title"),
+        ({"title": ""}, "title"),
+        ({"title": "   "}, "title"),
+        ({"title": "x" * 201}, "title"),
+        ({"title": 5}, "title"),
+        ({"title": "t", "status": "done"}, "status"),
+        ({"title": "t", "priority": "urgent"}, "priority"),
+        ({"title": "t", "priority": 1}, "priority"),
+        ({"title": "t", "due_date": "tomorrow"}, "due_date"),
+        ({"title": "t", "due_date": "2024-02-30"}, "due_date"),
+        ({"title": "t", "due_date": 20240101}, "due_date"),
+        ({"title": "t", "description": ["x"]}, "description"),
+        ({"title": "t", "description": "x" * 5001}, "description"),
+        ({"title": "t", "owner": 2}, "owner"),
+    ],
+)
+def test_create_task_rejects_bad_fields(api, body, field):
+    response = api.post("/api/tasks", json=body)
+    assert response.status_code == 400
+    error = response.get_json()
+    assert error["error"] == "validation_error"
+    assert error["field"] == field
+
+
+def test_lone_surrogates_are_rejected(api):
+    response = api.post("/api/tasks", data='{"title": "ok", "description": "\\ud800"}', content_type="application/json")
+    assert response.status_code == 400
+    assert response.get_json()["field"] == "description"
+
+
+def test_title_of_exactly_200_characters_is_accepted(api):
+    assert len(api.task(title="x" * 200)["title"]) == 200
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type"),
+    [("not json", "application/json"), ("[1, 2]", "application/json"), ('{"title": "t"}', "text/plain"),
+     ("", "application/json"), ("null", "application/json")],
+)
+def test_non_object_bodies_are_400(api, data, content_type):
+    response = api.post("/api/tasks", data=data, content_type=content_type)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_json"
+
+
+def test_completing_sets_and_reopening_clears_completed_at(api):
+    task = api.task()
+    done = api.patch(f"/api/tasks/{task['id']}", json={"status": "completed"}).get_json()
+    assert done["completed_at"] is not None
+    again = api.patch(f"/api/tasks/{task['id']}", json={"status": "completed", "title": "renamed"}).get_json()
+    assert again["completed_at"] == done["completed_at"]  # staying completed keeps the original time
+    reopened = api.patch(f"/api/tasks/{task['id']}", json={"status": "in_progress"}).get_json()
+    assert reopened["completed_at"] is None
+    created_done = api.task(status="completed")
+    assert created_done["completed_at"] is not None
+
+
+def test_put_replaces_and_patch_updates(api):
+    task = api.task(title="t", description="d", priority="high", due_date="2030-01-01")
+    patched = api.patch(f"/api/tasks/{task['id']}", json={"priority": "low"}).get_json()
+    assert (patched["title"], patched["description"], patched["priority"]) == ("t", "d", "low")
+    replaced = api.put(f"/api/tasks/{task['id']}", json={"title": "new"}).get_json()
+    assert replaced["title"] == "new"
+    assert replaced["description"] is None
+    assert replaced["priority"] == "medium"
+    assert replaced["due_date"] is None
+    assert api.put(f"/api/tasks/{task['id']}", json={"priority": "low"}).status_code == 400
+    assert api.patch(f"/api/tasks/{task['id']}", json={}).status_code == 200
+
+
+def test_update_ignores_read_only_fields(api):
+    task = api.task()
+    response = api.put(f"/api/tasks/{task['id']}", json={**task, "title": "edited", "id": 999999})
+    assert response.status_code == 200
+    assert response.get_json()["id"] == task["id"]
+
+
+def test_delete_task(api):
+    task = api.task()
+    assert api.delete(f"/api/tasks/{task['id']}").status_code == 204
+    assert api.get(f"/api/tasks/{task['id']}").status_code == 404
+    assert api.delete(f"/api/tasks/{task['id']}").status_code == 404
+
+
+def test_another_users_task_is_404(api, api_factory):
+    task = api.task(title="private")
+    bob = api_factory("bob")
+    for method in ("get", "patch", "put", "delete"):
+        kwargs = {"json": {"title": "x"}} if method in ("patch", "put") else {}
+        response = getattr(bob, method)(f"/api/tasks/{task['id']}", **kwargs)
+        assert response.status_code == 404, method
+        assert response.get_json()["error"] == "task_not_found"
+    assert bob.get("/api/tasks").get_json()["total"] == 0
+    assert api.get(f"/api/tasks/{task['id']}").get_json()["title"] == "private"
+
+
+def test_huge_task_id_is_404(api):
+    assert api.get("/api/tasks/99999999999999999999999").status_code == 404
+
+
+def test_list_filters_searches_and_counts(api):
+    api.task(title="Buy milk", description="2 litres")
+    api.task(title="Write report", status="in_progress")
+    api.task(title="File taxes", status="completed")
+    api.task(title="100% done", description="with_underscore")
+
+    def titles(query=""):
+        return sorted(t["title"] for t in api.get(f"/api/tasks{query}").get_json()["tasks"])
+
+    assert titles("?status=completed") == ["File taxes"]
+    assert titles("?status=active") == ["100% done", "Buy milk", "Write report"]
+    assert titles("?status=in_progress") == ["Write report"]
+    assert titles("?q=MILK") == ["Buy milk"]
+    assert titles("?q=litres") == ["Buy milk"]
+    assert titles("?q=%25") == ["100% done"]  # a literal %, not a wildcard
+    assert titles("?q=_") == ["100% done"]
+    body = api.get("/api/tasks").get_json()
+    assert body["total"] == 4
+    assert body["counts"] == {"pending": 2, "in_progress": 1, "completed": 1}
+
+
+def test_list_sorts(api):
+    today = date.today()
+    api.task(title="b", priority="low", due_date=str(today + timedelta(days=2)))
+    api.task(title="A", priority="high")
+    api.task(title="c", priority="medium", due_date=str(today + timedelta(days=1)))
+
+    def order(sort):
+        return [t["title"] for t in api.get(f"/api/tasks?sort={sort}").get_json()["tasks"]]
+
+    assert order("created_at") == ["b", "A", "c"]
+    assert order("-created_at") == ["c", "A", "b"]
+    assert order("title") == ["A", "b", "c"]
+    assert order("-priority") == ["A", "c", "b"]
+    assert order("priority") == ["b", "c", "A"]
+    assert order("due_date") == ["c", "b", "A"]  # no due date last
+    assert order("-due_date") == ["b", "c", "A"]
+
+
+def test_list_pages_and_caps_per_page(api):
+    for i in range(7):
+        api.task(title=f"t{i}")
+    body = api.get("/api/tasks?per_page=3&page=3&sort=created_at").get_json()
+    assert [t["title"] for t in body["tasks"]] == ["t6"]
+    assert (body["total"], body["page"], body["per_page"]) == (7, 3, 3)
+    assert api.get("/api/tasks?per_page=100000").get_json()["per_page"] == 100
+    assert api.get("/api/tasks?page=99").get_json()["tasks"] == []
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [("status=done", "status"), ("sort=owner", "sort"), ("sort=--title", "sort"), ("page=0", "page"),
+     ("page=-1", "page"), ("per_page=abc", "per_page"), ("page=1.5", "page"), ("q=" + "x" * 201, "q")],
+)
+def test_list_rejects_bad_parameters(api, query, field):
+    response = api.get(f"/api/tasks?{query}")
+    assert response.status_code == 400
+    assert response.get_json()["field"] == field
+
+
+def test_clear_completed(api, api_factory):
+    api.task(title="done", status="completed")
+    api.task(title="open")
+    bob = api_factory("bob")
+    bob.task(title="bob's done", status="completed")
+    assert api.delete("/api/tasks").status_code == 400
+    response = api.delete("/api/tasks?status=completed")
+    assert response.get_json() == {"deleted": 1}
+    assert [t["title"] for t in api.get("/api/tasks").get_json()["tasks"]] == ["open"]
+    assert bob.get("/api/tasks").get_json()["total"] == 1

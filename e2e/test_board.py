@@ -1,0 +1,297 @@
+"""The task board as a person uses it, in a real Chromium."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from conftest import ROOT, running_stack
+
+PASSWORD = "browser-pass-123"
+
+
+def register(page: Page, stack, username: str, path: str = "/") -> None:
+    page.goto(stack.frontend_url + path)
+    page.get_by_role("tab", name="新規登録").click()
+    page.get_by_label("ユーザー名").fill(username)
+    page.get_by_label("パスワード").fill(PASSWORD)
+    page.get_by_role("button", name="登録してログイン").click()
+    expect(page.locator("#current-user")).to_have_text(username)
+
+
+def add(page: Page, title: str, *, description: str = "", priority: str | None = None, due: str = "") -> None:
+    if description:
+        page.get_by_label("説明 (任意)").fill(description)
+    if priority:
+        page.get_by_label("優先度", exact=True).select_option(priority)
+    if due:
+        page.get_by_label("期限", exact=True).fill(due)
+    page.get_by_label("新しいタスク").fill(title)
+    page.get_by_label("新しいタスク").press("Enter")
+    expect(page.locator(".task .title", has_text=title)).to_be_visible()
+
+
+def task(page: Page, title: str):
+    return page.locator(".task", has=page.locator(".title", has_text=re.compile(f"^{re.escape(title)}$")))
+
+
+def test_register_add_edit_complete_filter_search_delete(page, stack, username):
+    register(page, stack, username)
+    add(page, "牛乳を買う", description="2本", priority="high")
+    add(page, "報告書を書く")
+    add(page, "<b>not bold</b>")
+    expect(page.locator("#remaining")).to_have_text("残り 3 件")
+    # user text is text, never HTML
+    expect(task(page, "<b>not bold</b>").locator(".title b")).to_have_count(0)
+
+    # edit in place: Enter saves
+    task(page, "報告書を書く").get_by_role("button", name="「報告書を書く」を編集").click()
+    page.locator(".edit-title").fill("月次報告書を書く")
+    page.locator(".edit-title").press("Enter")
+    expect(task(page, "月次報告書を書く")).to_be_visible()
+
+    # Escape cancels an edit
+    task(page, "月次報告書を書く").get_by_role("button", name="「月次報告書を書く」を編集").click()
+    page.locator(".edit-title").fill("捨てる変更")
+    page.locator(".edit-title").press("Escape")
+    expect(page.locator(".edit-form")).to_have_count(0)
+    expect(task(page, "月次報告書を書く")).to_be_visible()
+
+    # complete with one click, and change status with the selector
+    task(page, "牛乳を買う").get_by_role("checkbox").click()
+    expect(task(page, "牛乳を買う")).to_have_class(re.compile("completed"))
+    task(page, "月次報告書を書く").get_by_label("「月次報告書を書く」の状態").select_option("in_progress")
+    expect(task(page, "月次報告書を書く").locator(".status")).to_have_value("in_progress")
+    expect(page.locator("#remaining")).to_have_text("残り 2 件")
+
+    # filters
+    page.get_by_role("link", name="完了", exact=True).click()
+    expect(page).to_have_url(re.compile(r"\?filter=completed"))
+    expect(page.locator(".task")).to_have_count(1)
+    expect(page.locator(".task .title")).to_have_text(["牛乳を買う"])
+    page.get_by_role("link", name="未完了").click()
+    expect(page.locator(".task")).to_have_count(2)
+    page.get_by_role("link", name="すべて").click()
+    expect(page.locator(".task")).to_have_count(3)
+
+    # search
+    page.get_by_label("検索").fill("報告")
+    expect(page.locator(".task")).to_have_count(1)
+    expect(page.locator(".task .title")).to_have_text(["月次報告書を書く"])
+    page.get_by_label("検索").fill("")
+    expect(page.locator(".task")).to_have_count(3)
+
+    # delete with confirmation: dismissing keeps it, accepting removes it
+    page.once("dialog", lambda dialog: dialog.dismiss())
+    task(page, "<b>not bold</b>").get_by_role("button", name="「<b>not bold</b>」を削除").click()
+    expect(page.locator(".task")).to_have_count(3)
+    page.once("dialog", lambda dialog: dialog.accept())
+    task(page, "<b>not bold</b>").get_by_role("button", name="「<b>not bold</b>」を削除").click()
+    expect(page.locator(".task")).to_have_count(2)
+
+    # clear completed
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="完了したタスクを削除").click()
+    expect(page.locator(".task")).to_have_count(1)
+    expect(page.locator(".task .title")).to_have_text(["月次報告書を書く"])
+
+
+def test_sort_and_overdue_marking(page, stack, username):
+    register(page, stack, username)
+    yesterday = (date.today() - timedelta(days=1)).isoformat()
+    later = (date.today() + timedelta(days=5)).isoformat()
+    add(page, "later", due=later, priority="low")
+    add(page, "late", due=yesterday, priority="high")
+    add(page, "someday", priority="medium")
+    expect(task(page, "late")).to_have_class(re.compile("overdue"))
+    expect(task(page, "late").locator(".overdue-badge")).to_be_visible()
+    expect(task(page, "later").locator(".overdue-badge")).to_be_hidden()
+
+    page.get_by_label("並び順").select_option("due_date")
+    expect(page.locator(".task .title").first).to_have_text("late")
+    expect(page.locator(".task .title")).to_have_text(["late", "later", "someday"])
+    page.get_by_label("並び順").select_option("-priority")
+    expect(page.locator(".task .title").first).to_have_text("late")
+    expect(page.locator(".task .title")).to_have_text(["late", "someday", "later"])
+    page.get_by_label("並び順").select_option("created_at")
+    expect(page.locator(".task .title").first).to_have_text("later")
+
+    # a completed overdue task is no longer marked overdue
+    task(page, "late").get_by_role("checkbox").click()
+    expect(task(page, "late")).not_to_have_class(re.compile("overdue"))
+
+
+def test_reload_keeps_session_and_filter_then_sign_out(page, stack, username):
+    register(page, stack, username)
+    add(page, "open task")
+    add(page, "done task")
+    task(page, "done task").get_by_role("checkbox").click()
+    page.get_by_role("link", name="未完了").click()
+    expect(page.locator(".task")).to_have_count(1)
+    page.get_by_label("検索").fill("open")
+    expect(page).to_have_url(re.compile(r"q=open"))
+
+    page.reload()
+    expect(page.locator("#current-user")).to_have_text(username)
+    expect(page.get_by_role("link", name="未完了")).to_have_attribute("aria-current", "page")
+    expect(page.get_by_label("検索")).to_have_value("open")
+    expect(page.locator(".task")).to_have_count(1)
+    expect(page.locator(".task .title")).to_have_text(["open task"])
+
+    stored = page.evaluate("localStorage.getItem('task-manager.session')")
+    access = page.evaluate("JSON.parse(localStorage.getItem('task-manager.session')).access")
+    assert stored
+    page.get_by_role("button", name="ログアウト").click()
+    expect(page.get_by_role("button", name="ログイン", exact=True)).to_be_visible()
+    assert page.evaluate("localStorage.getItem('task-manager.session')") is None
+    # the token was revoked on the server, not only forgotten here
+    status = page.evaluate(
+        """async ([url, token]) => (await fetch(url + '/api/auth/me',
+              {headers: {Authorization: 'Bearer ' + token}})).status""",
+        [stack.api_url, access],
+    )
+    assert status == 401
+    page.reload()
+    expect(page.get_by_role("button", name="ログイン", exact=True)).to_be_visible()
+
+
+def test_wrong_password_and_api_errors_are_shown(page, stack, username):
+    register(page, stack, username)
+    page.get_by_role("button", name="ログアウト").click()
+    page.get_by_label("ユーザー名").fill(username)
+    page.get_by_label("パスワード").fill("wrong-password")
+    page.get_by_role("button", name="ログイン", exact=True).click()
+    expect(page.locator("#auth-error")).to_have_text("ユーザー名またはパスワードが正しくありません")
+
+    page.get_by_role("tab", name="新規登録").click()
+    page.get_by_label("ユーザー名").fill(username)
+    page.get_by_label("パスワード").fill(PASSWORD)
+    page.get_by_role("button", name="登録してログイン").click()
+    expect(page.locator("#auth-error")).to_have_text("このユーザー名は既に使われています")
+
+    page.get_by_role("tab", name="ログイン").click()
+    page.get_by_label("パスワード").fill(PASSWORD)
+    page.get_by_role("button", name="ログイン", exact=True).click()
+    expect(page.locator("#current-user")).to_have_text(username)
+    # an error from the API (a title over 200 characters slips past no check here) is shown
+    page.evaluate("document.querySelector('#new-title').removeAttribute('maxlength')")
+    page.get_by_label("新しいタスク").fill("x" * 201)
+    page.get_by_label("新しいタスク").press("Enter")
+    expect(page.locator("#board-error")).to_have_text("title: 1〜200文字で入力してください")
+
+
+def test_throttling_says_when_to_try_again(page, stack, username):
+    register(page, stack, username)
+    page.get_by_role("button", name="ログアウト").click()
+    for _ in range(5):
+        page.get_by_label("ユーザー名").fill(username)
+        page.get_by_label("パスワード").fill("wrong-password")
+        page.get_by_role("button", name="ログイン", exact=True).click()
+        expect(page.locator("#auth-error")).not_to_have_text("")
+    page.get_by_label("パスワード").fill(PASSWORD)
+    page.get_by_role("button", name="ログイン", exact=True).click()
+    expect(page.locator("#auth-error")).to_have_text(re.compile(r"ログイン試行が多すぎます。\d+秒後に再試行してください"))
+
+
+def test_keyboard_only(page, stack, username):
+    page.goto(stack.frontend_url)
+    page.keyboard.press("Tab")  # focus is already in the username field after load; Tab moves on
+    page.get_by_label("ユーザー名").focus()
+    page.get_by_role("tab", name="新規登録").focus()
+    page.keyboard.press("Enter")
+    page.get_by_label("ユーザー名").focus()
+    page.keyboard.type(username)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page.locator("#current-user")).to_have_text(username)
+    expect(page.get_by_label("新しいタスク")).to_be_focused()
+    page.keyboard.type("typed task")
+    page.keyboard.press("Enter")
+    expect(task(page, "typed task")).to_be_visible()
+    expect(page.get_by_label("新しいタスク")).to_be_focused()
+
+
+def test_every_control_has_a_label(page, stack, username):
+    register(page, stack, username)
+    add(page, "labelled")
+    task(page, "labelled").get_by_role("button", name="「labelled」を編集").click()
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea, button')]
+            .filter(el => el.offsetParent !== null)
+            .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                          && !(el.textContent || '').trim())
+            .map(el => el.outerHTML)"""
+    )
+    assert unlabelled == []
+
+
+def test_phone_sized_screen_has_no_horizontal_scroll(browser, stack, username):
+    context = browser.new_context(viewport={"width": 375, "height": 740}, locale="ja-JP")
+    page = context.new_page()
+    register(page, stack, username)
+    add(page, "とても長いタスク名" * 8, description="説明" * 40, due="2030-01-01")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    context.close()
+
+
+def test_expired_access_token_is_refreshed_silently(browser, tmp_path, username):
+    with running_stack(tmp_path, TASK_MANAGER_JWT_ACCESS_TOKEN_MINUTES="0.03") as stack:  # about 2 s
+        context = browser.new_context(locale="ja-JP")
+        page = context.new_page()
+        refreshes = []
+        page.on("request", lambda r: refreshes.append(r.url) if r.url.endswith("/api/auth/refresh") else None)
+        register(page, stack, username)
+        add(page, "before expiry")
+        page.wait_for_timeout(2500)
+        add(page, "after expiry")
+        expect(page.locator("#board-error")).to_have_text("")
+        assert len(refreshes) == 1
+        page.reload()
+        page.wait_for_timeout(2500)
+        add(page, "after reload and expiry")
+        expect(page.locator("#current-user")).to_have_text(username)
+        expect(page.locator("#board-error")).to_have_text("")
+        assert len(refreshes) == 2
+        context.close()
+
+
+def test_api_down_is_shown_and_recovers(browser, tmp_path, username):
+    with running_stack(tmp_path) as stack:
+        context = browser.new_context(locale="ja-JP")
+        page = context.new_page()
+        register(page, stack, username)
+        add(page, "survives the outage")
+        stack.stop_api()
+        page.get_by_label("新しいタスク").fill("while down")
+        page.get_by_label("新しいタスク").press("Enter")
+        expect(page.locator("#offline")).to_be_visible()
+        expect(page.locator("#offline")).to_contain_text("サーバーに接続できません")
+        stack.start_api()  # the same database, a new API process on the same port
+        expect(page.locator("#offline")).to_be_hidden(timeout=15_000)
+        expect(task(page, "survives the outage")).to_be_visible()
+        context.close()
+
+
+@pytest.mark.screenshot
+def test_screenshot_of_the_board(browser, stack):
+    context = browser.new_context(viewport={"width": 1000, "height": 760}, locale="ja-JP", device_scale_factor=1)
+    page = context.new_page()
+    register(page, stack, "yamada_taro")
+    soon = (date.today() + timedelta(days=3)).isoformat()
+    past = (date.today() - timedelta(days=2)).isoformat()
+    add(page, "週次バックアップの結果を確認する", priority="high", due=soon, description="backup.yml のレポートを見る")
+    add(page, "ログローテーションの設定を見直す", priority="medium")
+    add(page, "SSL 証明書を更新する", priority="high", due=past)
+    add(page, "運用マニュアルを読む", priority="low")
+    task(page, "運用マニュアルを読む").get_by_role("checkbox").click()
+    task(page, "ログローテーションの設定を見直す").locator(".status").select_option("in_progress")
+    expect(page.locator("#remaining")).to_have_text("残り 3 件")
+    target = ROOT / "docs" / "screenshots" / "board.png"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(target), full_page=True)
+    assert target.stat().st_size > 10_000
+    context.close()

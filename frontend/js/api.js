@@ -1,0 +1,168 @@
+// The API client: tokens kept across reloads, a silent refresh when the access
+// token expires, and errors that always carry the API's own message.
+
+const STORAGE_KEY = "task-manager.session";
+
+export class ApiError extends Error {
+  constructor(status, code, message, retryAfter = null) {
+    super(message);
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
+
+// Raised when the server cannot be reached at all (or a proxy answers for it).
+export class OfflineError extends Error {}
+
+export class Api {
+  constructor(base, { onSessionEnd = () => {}, onOffline = () => {}, onOnline = () => {} } = {}) {
+    this.base = (base || "").replace(/\/$/, "");
+    this.onSessionEnd = onSessionEnd;
+    this.onOffline = onOffline;
+    this.onOnline = onOnline;
+    this.session = loadSession();
+    this.refreshing = null;
+  }
+
+  get user() {
+    return this.session?.user ?? null;
+  }
+
+  async register(username, password) {
+    return this.request("POST", "/api/auth/register", { username, password }, { auth: false });
+  }
+
+  async login(username, password) {
+    const body = await this.request("POST", "/api/auth/login", { username, password }, { auth: false });
+    this.session = { access: body.access_token, refresh: body.refresh_token, user: body.user };
+    saveSession(this.session);
+    return body.user;
+  }
+
+  async logout() {
+    const session = this.session;
+    this.clear();
+    if (!session) return;
+    try {
+      await this.send("POST", "/api/auth/logout", { refresh_token: session.refresh }, session.access);
+    } catch {
+      // The tokens are gone from this browser either way; an expired one needs no revoking.
+    }
+  }
+
+  clear() {
+    this.session = null;
+    localStorage.removeItem(STORAGE_KEY);
+  }
+
+  async health() {
+    return this.request("GET", "/health", undefined, { auth: false });
+  }
+
+  listTasks(params) {
+    const query = new URLSearchParams();
+    for (const [key, value] of Object.entries(params)) {
+      if (value !== undefined && value !== null && value !== "") query.set(key, value);
+    }
+    return this.request("GET", `/api/tasks?${query}`);
+  }
+
+  createTask(fields) {
+    return this.request("POST", "/api/tasks", fields);
+  }
+
+  updateTask(id, fields) {
+    return this.request("PATCH", `/api/tasks/${encodeURIComponent(id)}`, fields);
+  }
+
+  deleteTask(id) {
+    return this.request("DELETE", `/api/tasks/${encodeURIComponent(id)}`);
+  }
+
+  clearCompleted() {
+    return this.request("DELETE", "/api/tasks?status=completed");
+  }
+
+  async request(method, path, body, { auth = true } = {}) {
+    if (!auth) return this.send(method, path, body, null);
+    if (!this.session) throw new ApiError(401, "token_missing", "ログインしてください");
+    try {
+      return await this.send(method, path, body, this.session.access);
+    } catch (error) {
+      if (!(error instanceof ApiError) || error.status !== 401) throw error;
+      await this.refresh();
+      return this.send(method, path, body, this.session.access);
+    }
+  }
+
+  // One refresh at a time, however many requests found the token expired.
+  async refresh() {
+    if (!this.refreshing) {
+      this.refreshing = (async () => {
+        const session = this.session;
+        try {
+          const body = await this.send("POST", "/api/auth/refresh", undefined, session?.refresh);
+          this.session = { ...session, access: body.access_token };
+          saveSession(this.session);
+        } catch (error) {
+          if (error instanceof ApiError) {
+            this.clear();
+            this.onSessionEnd("セッションの有効期限が切れました。もう一度ログインしてください");
+          }
+          throw error;
+        } finally {
+          this.refreshing = null;
+        }
+      })();
+    }
+    return this.refreshing;
+  }
+
+  async send(method, path, body, token) {
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (token) headers.Authorization = `Bearer ${token}`;
+    let response;
+    try {
+      response = await fetch(this.base + path, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch {
+      this.onOffline();
+      throw new OfflineError("サーバーに接続できません");
+    }
+    const isJson = (response.headers.get("Content-Type") || "").includes("application/json");
+    if (!isJson && response.status >= 500) {
+      // nginx answers 502/504 itself when the API is down: that is "offline", not an API error.
+      this.onOffline();
+      throw new OfflineError("サーバーに接続できません");
+    }
+    this.onOnline();
+    const data = response.status === 204 ? null : isJson ? await response.json() : null;
+    if (!response.ok) {
+      throw new ApiError(
+        response.status,
+        data?.error ?? "http_error",
+        data?.message ?? `エラーが発生しました (HTTP ${response.status})`,
+        response.headers.get("Retry-After"),
+      );
+    }
+    return data;
+  }
+}
+
+function loadSession() {
+  try {
+    const session = JSON.parse(localStorage.getItem(STORAGE_KEY));
+    return session?.access && session?.refresh ? session : null;
+  } catch {
+    return null;
+  }
+}
+
+function saveSession(session) {
+  localStorage.setItem(STORAGE_KEY, JSON.stringify(session));
+}
