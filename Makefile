@@ -23,9 +23,10 @@ venv: $(VENV)/.installed  ## create .venv with the app and every test tool
 system-deps:  ## install the Debian packages the tests need (needs root)
 	scripts/install-system-deps.sh
 
-lint: venv  ## ruff, yamllint, ansible-lint (production profile)
+lint: venv  ## ruff, yamllint, ansible-lint (production profile, no skip list)
 	$(BIN)/ruff check .
 	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --nocolor
 
 test-app: venv  ## API tests on a real SQLite file, with coverage (>= 90 %) and the schemathesis run
 	cd app && ../$(PY) -m pytest --cov=task_manager --cov-report=term --cov-fail-under=90
@@ -33,7 +34,28 @@ test-app: venv  ## API tests on a real SQLite file, with coverage (>= 90 %) and 
 test-browser: venv  ## the frontend in a real headless Chromium against a real API
 	cd e2e && ../$(PY) -m pytest
 
-test: lint test-app test-browser  ## everything: lint, API tests, browser tests
+test: lint test-app test-browser test-molecule  ## everything: lint, API tests, browser tests, Molecule
 
 clean:  ## remove caches and the venv
 	rm -rf $(VENV) .pytest_cache app/.pytest_cache e2e/.pytest_cache .ruff_cache
+
+# ---- Molecule: real systemd test hosts (podman + runc, see shared/TEST-HOSTS.md) ----
+export CONTAINERS_CONF := $(abspath molecule/containers.conf)
+SCENARIOS ?= default preflight
+
+.PHONY: test-image test-molecule molecule-% demo demo-destroy
+
+test-image: ## build (once, cached) the Debian 12 systemd test-host image
+	@scripts/build-test-image.sh >/dev/null
+
+test-molecule: venv test-image  ## every Molecule scenario, one after the other
+	@set -e; for s in $(SCENARIOS); do $(MAKE) --no-print-directory molecule-$$s; done
+
+molecule-%: venv test-image  ## one scenario: make molecule-default
+	TEST_HOST_IMAGE=$$(scripts/build-test-image.sh) $(BIN)/molecule test -s $*
+
+demo: venv test-image  ## the whole system on this machine: http://127.0.0.1:8080 (demo_user / demo_password)
+	scripts/demo.sh up
+
+demo-destroy:  ## remove the demo host
+	scripts/demo.sh down

@@ -4,6 +4,7 @@ Each setting can be overridden from the environment (the systemd unit's
 EnvironmentFile), so operators tune workers without editing the release.
 """
 
+import contextlib
 import multiprocessing
 import os
 
@@ -28,3 +29,14 @@ errorlog = "-"
 loglevel = os.environ.get("TASK_MANAGER_GUNICORN_LOGLEVEL", "info")
 forwarded_allow_ips = os.environ.get("TASK_MANAGER_FORWARDED_ALLOW_IPS", "127.0.0.1")
 proc_name = "task-manager"
+
+
+def post_fork(server, worker):
+    """A worker dies with its master: if the master is killed outright, no orphan
+    worker lingers serving old code, and systemd sees the service stop at once."""
+    import ctypes  # noqa: PLC0415
+    import signal  # noqa: PLC0415
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Build one release on the control node: the app's wheel, a wheelhouse of its pinned
+# dependencies for the target's Python and CPU (so the host needs no index), the
+# frontend, and RELEASE.json. Output: OUT/<release>.tar.gz, written atomically.
+#   build-release.sh REPO REVISION RELEASE VERSION OUT PYTHON TARGET_PY TARGET_ARCH
+set -euo pipefail
+repo=$1 revision=$2 release=$3 version=$4 out=$5 python=$6 target_py=$7 target_arch=$8
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/src" "$work/pkg/wheels" "$out"
+
+git -C "$repo" archive --format=tar "$revision" app frontend | tar -x -C "$work/src"
+commit_time=$(git -C "$repo" show -s --format=%ct "$revision")
+export SOURCE_DATE_EPOCH=$commit_time
+
+"$python" -m pip wheel --quiet --no-deps --no-build-isolation -w "$work/pkg/wheels" "$work/src/app"
+"$python" -m pip download --quiet --only-binary=:all: --implementation cp \
+  --python-version "$target_py" \
+  --platform "manylinux_2_17_${target_arch}" --platform "manylinux2014_${target_arch}" \
+  --platform "manylinux_2_28_${target_arch}" --platform any \
+  -r "$work/src/app/requirements.txt" -d "$work/pkg/wheels"
+
+cp "$work/src/app/requirements.txt" "$work/pkg/requirements.txt"
+cp -r "$work/src/frontend" "$work/pkg/frontend"
+app_version=$(cd "$work/pkg/wheels" && ls task_manager-*.whl | sed -E 's/^task_manager-([^-]+)-.*/\1/')
+"$python" - "$work/pkg/RELEASE.json" "$release" "$version" "$revision" "$commit_time" "$app_version" <<'PY'
+import datetime, json, sys
+path, release, version, revision, commit_time, app_version = sys.argv[1:]
+record = {
+    "release": release,
+    "version": version,
+    "revision": revision,
+    "app_version": app_version,
+    "committed_at": datetime.datetime.fromtimestamp(int(commit_time), datetime.UTC).isoformat().replace("+00:00", "Z"),
+    "built_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+}
+open(path, "w").write(json.dumps(record, indent=2) + "\n")
+PY
+tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$commit_time" -C "$work/pkg" -czf "$out/.$release.tar.gz" .
+mv "$out/.$release.tar.gz" "$out/$release.tar.gz"
+echo "$out/$release.tar.gz"

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The whole system on this machine: a local systemd test host (podman) deployed with
+# the real deploy.yml and the demo inventory.
+#   scripts/demo.sh up     create the host if needed, deploy, print the address
+#   scripts/demo.sh down   remove the host
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CONTAINERS_CONF="${CONTAINERS_CONF:-$PWD/molecule/containers.conf}"
+name=task-manager-demo
+port="${DEMO_PORT:-8080}"
+
+case "${1:-up}" in
+  up)
+    image=$(scripts/build-test-image.sh)
+    if ! podman container exists "$name"; then
+      podman run -d --name "$name" --hostname "$name" --systemd=always \
+        -p "127.0.0.1:${port}:8080" "$image" /sbin/init >/dev/null
+    fi
+    podman start "$name" >/dev/null
+    for _ in $(seq 1 60); do
+      state=$(podman exec "$name" systemctl is-system-running 2>/dev/null || true)
+      [ "$state" = running ] || [ "$state" = degraded ] && break
+      sleep 1
+    done
+    .venv/bin/ansible-playbook -i inventories/demo/hosts.yml deploy.yml
+    cat <<MSG
+
+  Task manager is running: open http://127.0.0.1:${port}/
+  Sign in as demo_user / demo_password (the manual's demo account).
+  Health: curl http://127.0.0.1:${port}/health
+  Remove it with: make demo-destroy
+
+MSG
+    ;;
+  down)
+    podman rm -f "$name" >/dev/null 2>&1 || true
+    echo "removed $name"
+    ;;
+  *)
+    echo "usage: $0 up|down" >&2
+    exit 2
+    ;;
+esac
