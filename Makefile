@@ -41,7 +41,7 @@ clean:  ## remove caches and the venv
 
 # ---- Molecule: real systemd test hosts (podman + runc, see shared/TEST-HOSTS.md) ----
 export CONTAINERS_CONF := $(abspath molecule/containers.conf)
-SCENARIOS ?= default preflight
+SCENARIOS ?= default preflight runbooks
 
 .PHONY: test-image test-molecule molecule-% demo demo-destroy
 

@@ -16,6 +16,7 @@ from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from flask_migrate import upgrade
 from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from .api.auth import create_user
 from .errors import ApiError
@@ -83,9 +84,13 @@ def check_db_command():
         db.session.execute(text("SELECT 1")).all()
         click.echo("ok")
         return
-    with db.engine.connect() as conn:
-        integrity = [row[0] for row in conn.exec_driver_sql("PRAGMA integrity_check").all()]
-        foreign = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+    try:
+        with db.engine.connect() as conn:
+            integrity = [row[0] for row in conn.exec_driver_sql("PRAGMA integrity_check").all()]
+            foreign = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
+    except DBAPIError as exc:  # not even readable as a database
+        click.echo(f"integrity: cannot read the database: {exc.orig}", err=True)
+        sys.exit(1)
     if integrity != ["ok"] or foreign:
         for line in integrity:
             click.echo(f"integrity: {line}", err=True)
@@ -156,9 +161,42 @@ def purge_completed_command(days: int, dry_run: bool):
     click.echo(f"deleted {count} completed tasks older than {days} days")
 
 
+@click.command("optimize")
+@click.option("--min-free-ratio", type=click.FloatRange(0, 1), default=0.1, show_default=True,
+              help="VACUUM only when at least this share of the file is free pages.")
+@click.option("--force", is_flag=True, help="VACUUM whatever the free space.")
+@with_appcontext
+def optimize_command(min_free_ratio: float, force: bool):
+    """The manual's VACUUM and ANALYZE, done only when they would do something.
+
+    Prints one JSON line: pages before and after, whether VACUUM ran.
+    """
+    path = _sqlite_path()
+    if path is None:
+        click.echo(json.dumps({"vacuumed": False, "reason": "not SQLite"}))
+        return
+    # VACUUM cannot run inside a transaction.
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        page_size = conn.exec_driver_sql("PRAGMA page_size").scalar()
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
+        free = conn.exec_driver_sql("PRAGMA freelist_count").scalar()
+        vacuum = force or (pages > 0 and free / pages >= min_free_ratio and free > 0)
+        if vacuum:
+            conn.exec_driver_sql("VACUUM")
+            conn.exec_driver_sql("ANALYZE")
+        # PRAGMA optimize runs ANALYZE itself only on tables whose statistics are stale.
+        conn.exec_driver_sql("PRAGMA optimize")
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        after = conn.exec_driver_sql("PRAGMA page_count").scalar()
+    click.echo(json.dumps({
+        "vacuumed": bool(vacuum), "bytes_before": pages * page_size, "bytes_after": after * page_size,
+        "free_pages_before": free,
+    }))
+
+
 COMMANDS = (
     init_db_command, create_user_command, create_demo_user_command, check_db_command, stats_command,
-    purge_completed_command,
+    purge_completed_command, optimize_command,
 )
 
 

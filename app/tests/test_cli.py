@@ -1,4 +1,6 @@
+import contextlib
 import json
+import os
 import sqlite3
 from datetime import timedelta
 
@@ -93,3 +95,38 @@ def test_purge_completed_dry_run_then_real(app, runner):
         titles = sorted(t.title for t in db.session.scalars(db.select(Task)))
     assert titles == ["doing", "open", "recent"]
     assert "deleted 1" in runner.invoke(args=["purge-completed", "--days", "1"]).output
+
+
+def test_optimize_vacuums_only_when_there_is_free_space(app, runner):
+    first = json.loads(runner.invoke(args=["optimize"]).output)
+    assert first["vacuumed"] is False  # a fresh database has nothing to reclaim
+    with app.app_context():
+        user = User(username="big", password_hash="x")
+        db.session.add(user)
+        db.session.flush()
+        db.session.add_all(Task(user_id=user.id, title="t", description="x" * 2000) for _ in range(300))
+        db.session.commit()
+        db.session.execute(db.text("DELETE FROM tasks"))
+        db.session.commit()
+    second = json.loads(runner.invoke(args=["optimize"]).output)
+    assert second["vacuumed"] is True
+    assert second["bytes_after"] < second["bytes_before"]
+    third = json.loads(runner.invoke(args=["optimize"]).output)
+    assert third["vacuumed"] is False
+    forced = json.loads(runner.invoke(args=["optimize", "--force"]).output)
+    assert forced["vacuumed"] is True
+
+
+def test_check_db_fails_cleanly_on_a_file_that_is_not_a_database(app, runner):
+    path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+    with app.app_context():
+        db.engine.dispose()
+    with open(path, "r+b") as handle:
+        handle.write(b"this is no longer a database" * 4)
+    for suffix in ("-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path + suffix)
+    result = runner.invoke(args=["check-db"])
+    assert result.exit_code == 1
+    assert "cannot read the database" in result.output
+    assert "Traceback" not in result.output

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Make a scratch git repository of this project with three tagged releases:
+#   v1.0.0  the project as it is
+#   v1.1.0  a real schema migration: tasks.estimate_minutes (0002), in the model and the API
+#   v1.2.0  another migration (0003), and a /health that always fails: an update to it must roll back
+#   make-fixture-repo.sh PROJECT DEST
+set -euo pipefail
+project=$1 dest=$2
+rm -rf "$dest"
+mkdir -p "$dest"
+git -C "$project" archive --format=tar HEAD app frontend | tar -x -C "$dest"
+cd "$dest"
+git init -q -b main
+git config user.name fixture
+git config user.email fixture@example.invalid
+git add -A
+git commit -qm "v1.0.0"
+git tag v1.0.0
+
+pkg=app/task_manager
+python3 - "$pkg" <<'PY'
+import pathlib, sys
+pkg = pathlib.Path(sys.argv[1])
+models = pkg / "models.py"
+s = models.read_text()
+s = s.replace(
+    "    completed_at: Mapped[datetime | None] = mapped_column(DateTime)\n",
+    "    completed_at: Mapped[datetime | None] = mapped_column(DateTime)\n"
+    "    estimate_minutes: Mapped[int | None] = mapped_column()\n", 1)
+s = s.replace('            "completed_at": iso(self.completed_at),\n',
+              '            "completed_at": iso(self.completed_at),\n            "estimate_minutes": self.estimate_minutes,\n', 1)
+models.write_text(s)
+(pkg / "migrations/versions/0002_task_estimates.py").write_text('''"""Add tasks.estimate_minutes.
+
+Revision ID: 0002
+Revises: 0001
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table("tasks") as batch_op:
+        batch_op.add_column(sa.Column("estimate_minutes", sa.Integer(), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table("tasks") as batch_op:
+        batch_op.drop_column("estimate_minutes")
+''')
+pyproject = pathlib.Path("app/pyproject.toml")
+pyproject.write_text(pyproject.read_text().replace('version = "1.0.0"', 'version = "1.1.0"', 1))
+PY
+git add -A
+git commit -qm "v1.1.0: task estimates"
+git tag v1.1.0
+
+python3 - "$pkg" <<'PY'
+import pathlib, sys
+pkg = pathlib.Path(sys.argv[1])
+(pkg / "migrations/versions/0003_task_labels.py").write_text('''"""Add tasks.label.
+
+Revision ID: 0003
+Revises: 0002
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    with op.batch_alter_table("tasks") as batch_op:
+        batch_op.add_column(sa.Column("label", sa.String(32), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table("tasks") as batch_op:
+        batch_op.drop_column("label")
+''')
+health = pkg / "api/health.py"
+s = health.read_text()
+s = s.replace('    body["checks"] = {"database": "ok"}\n',
+              '    body["checks"] = {"database": "ok"}\n    body["status"] = "BROKEN"  # the fixture release that must roll back\n'
+              '    return jsonify(body), 503\n', 1)
+health.write_text(s)
+pyproject = pathlib.Path("app/pyproject.toml")
+pyproject.write_text(pyproject.read_text().replace('version = "1.1.0"', 'version = "1.2.0"', 1))
+PY
+git add -A
+git commit -qm "v1.2.0: broken health"
+git tag v1.2.0
+git log --oneline --decorate
