@@ -198,11 +198,12 @@ def test_throttling_says_when_to_try_again(page, stack, username):
 
 def test_keyboard_only(page, stack, username):
     page.goto(stack.frontend_url)
-    page.keyboard.press("Tab")  # focus is already in the username field after load; Tab moves on
-    page.get_by_label("ユーザー名").focus()
-    page.get_by_role("tab", name="新規登録").focus()
+    expect(page.get_by_label("ユーザー名")).to_be_focused()  # the form takes focus on load
+    page.keyboard.press("Shift+Tab")
+    expect(page.get_by_role("tab", name="新規登録")).to_be_focused()
     page.keyboard.press("Enter")
-    page.get_by_label("ユーザー名").focus()
+    expect(page.get_by_role("tab", name="新規登録")).to_have_attribute("aria-selected", "true")
+    page.keyboard.press("Tab")
     page.keyboard.type(username)
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
