@@ -24,10 +24,16 @@ def invalid(field: str, message: str) -> ApiError:
 
 
 def json_object() -> dict:
-    data = request.get_json(silent=True)
+    # Deeply nested JSON ([[[[...]]]]) exhausts Python's recursion limit while parsing;
+    # get_json(silent=True) only absorbs ValueError, so that one is caught here.
+    try:
+        data = request.get_json(silent=True)
+        if isinstance(data, dict):
+            _check_encodable(data)
+    except RecursionError:
+        raise ApiError(400, "invalid_json", "JSON の入れ子が深すぎます") from None
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_json", "リクエスト本文は JSON オブジェクトにしてください")
-    _check_encodable(data)
     return data
 
 

@@ -72,6 +72,16 @@ def test_non_object_bodies_are_400(api, data, content_type):
     assert response.get_json()["error"] == "invalid_json"
 
 
+@pytest.mark.parametrize("body", ["[" * 100_000 + "]" * 100_000, '{"a":' * 5_000 + "1" + "}" * 5_000,
+                                  '{"title": "t", "d": ' + "[" * 900 + "]" * 900 + "}"])
+def test_deeply_nested_json_is_400_not_500(api, client, body):
+    # Found by bench/fault_drills.py: the parser's RecursionError escaped as a 500.
+    for path in ("/api/tasks", "/api/auth/login"):
+        response = api.post(path, data=body, content_type="application/json")
+        assert response.status_code == 400, path
+        assert response.get_json()["error"] in {"invalid_json", "validation_error"}
+
+
 def test_completing_sets_and_reopening_clears_completed_at(api):
     task = api.task()
     done = api.patch(f"/api/tasks/{task['id']}", json={"status": "completed"}).get_json()

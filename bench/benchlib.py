@@ -1,0 +1,393 @@
+"""Shared parts of the benchmarks: the bench host, a bounded load generator, figures out.
+
+The bench host is a local Debian 12 systemd container (the test-host image) deployed
+with the real playbooks. Every request goes to ports published on 127.0.0.1: the load
+generator refuses any other address.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import http.client
+import json
+import os
+import platform
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+CACHE = ROOT / ".cache" / "bench"
+LOOPBACK = "127.0.0.1"
+HOST_NAME = os.environ.get("BENCH_HOST", "task-manager-bench")
+WEB_PORT = int(os.environ.get("BENCH_PORT", "18090"))
+BASELINE_PORT = WEB_PORT + 1
+INVENTORY = BENCH / "inventory" / "hosts.yml"
+# The backups live on their own small file system, so the disk-full drill can fill it
+# without touching this machine's disk.
+BACKUP_MOUNT = "/opt/task-manager/shared/backups"
+BACKUP_FS_SIZE = os.environ.get("BENCH_BACKUP_FS_SIZE", "1g")
+ON_HOST = "/usr/local/lib/task-manager-bench/on_host.py"
+PASSWORD = "bench-password-1"  # a throwaway account on a throwaway host
+
+
+def results_dir() -> Path:
+    path = Path(os.environ.get("BENCH_RESULTS", BENCH / "results"))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def arguments(description: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--smoke", action="store_true", help="a few seconds of each step: proves the script works")
+    return parser.parse_args()
+
+
+def log(message: str) -> None:
+    print(f"[{dt.datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------- the host
+
+
+def _run(argv: list[str], *, check: bool = True, text: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=check, text=text, capture_output=True, **kwargs)
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("CONTAINERS_CONF", str(ROOT / "molecule" / "containers.conf"))
+    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
+    env["ANSIBLE_NOCOLOR"] = "1"
+    env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{env['PATH']}"
+    return env
+
+
+def podman(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    return _run(["podman", *args], check=check, env=_env(), input=input)
+
+
+def host_exec(*argv: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess:
+    return podman("exec", "-i", HOST_NAME, *argv, check=check, input=input)
+
+
+def on_host(*args: str) -> dict:
+    """Run bench/on_host.py inside the host and return its JSON answer."""
+    return json.loads(host_exec("python3", ON_HOST, *args).stdout)
+
+
+def host_exists() -> bool:
+    return podman("container", "exists", HOST_NAME, check=False).returncode == 0
+
+
+def destroy_host() -> None:
+    podman("rm", "-f", HOST_NAME, check=False)
+
+
+def create_host() -> None:
+    """A bare host: systemd running, nothing deployed."""
+    destroy_host()
+    image = _run([str(ROOT / "scripts" / "build-test-image.sh")], env=_env()).stdout.strip()
+    podman("run", "-d", "--name", HOST_NAME, "--hostname", HOST_NAME, "--systemd=always",
+           "-p", f"{LOOPBACK}:{WEB_PORT}:8080", "-p", f"{LOOPBACK}:{BASELINE_PORT}:8081",
+           "--mount", f"type=tmpfs,destination={BACKUP_MOUNT},tmpfs-size={BACKUP_FS_SIZE},tmpfs-mode=0700",
+           image, "/sbin/init")
+    for _ in range(120):
+        state = host_exec("systemctl", "is-system-running", check=False).stdout.strip()
+        if state in ("running", "degraded"):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"systemd in {HOST_NAME} did not come up")
+
+
+def install_helper() -> None:
+    host_exec("mkdir", "-p", str(Path(ON_HOST).parent))
+    for name in ("on_host.py", "minimal_app.py"):
+        podman("cp", str(BENCH / name), f"{HOST_NAME}:{Path(ON_HOST).parent / name}")
+
+
+@dataclass
+class PlaybookRun:
+    playbook: str
+    seconds: float
+    rc: int
+    changed: int
+    output: str
+
+
+def playbook(name: str, *extra: str, check: bool = True) -> PlaybookRun:
+    """Run a root playbook as an operator types it, against the bench host; time it."""
+    argv = ["ansible-playbook", "-i", str(INVENTORY), str(ROOT / name),
+            "-e", f"app_release_source_repo={fixture_repo()}", *extra]
+    log(" ".join([name, *extra]))
+    started = time.perf_counter()
+    proc = subprocess.run(argv, cwd=ROOT, env=_env(), text=True, capture_output=True, check=False)
+    seconds = time.perf_counter() - started
+    output = proc.stdout + proc.stderr
+    changed = sum(int(n) for n in _recap_changed(proc.stdout))
+    if check and proc.returncode != 0:
+        raise RuntimeError(f"{name} failed (rc={proc.returncode}):\n{output[-4000:]}")
+    return PlaybookRun(name, round(seconds, 1), proc.returncode, changed, output)
+
+
+def _recap_changed(stdout: str) -> list[str]:
+    import re  # noqa: PLC0415
+
+    return re.findall(r"ok=\d+\s+changed=(\d+)", stdout)
+
+
+def healthy() -> bool:
+    with contextlib.suppress(OSError, http.client.HTTPException):
+        conn = http.client.HTTPConnection(LOOPBACK, WEB_PORT, timeout=2)
+        conn.request("GET", "/health")
+        return conn.getresponse().status == 200
+    return False
+
+
+def ensure_host() -> None:
+    """A deployed bench host: reuse a healthy one, otherwise create and deploy it."""
+    if host_exists() and healthy():
+        install_helper()
+        return
+    log(f"creating and deploying {HOST_NAME} (127.0.0.1:{WEB_PORT})")
+    create_host()
+    playbook("deploy.yml", "-e", f"version={new_release()}")
+    install_helper()
+
+
+# ---------------------------------------------------------------------------- releases
+
+
+def fixture_repo() -> Path:
+    return CACHE / "repo"
+
+
+def new_release() -> str:
+    """Tag a new release of the project's committed code in a scratch repository.
+
+    Each call makes a new revision (an update to deploy), named bench-N.
+    """
+    repo = fixture_repo()
+    git = ["git", "-C", str(repo)]
+    if not (repo / ".git").exists():
+        repo.mkdir(parents=True, exist_ok=True)
+        _run([*git, "init", "-q", "-b", "main"])
+        _run([*git, "config", "user.name", "bench"])
+        _run([*git, "config", "user.email", "bench@example.invalid"])
+    for sub in ("app", "frontend"):
+        _run(["rm", "-rf", str(repo / sub)])
+    archive = _run(["git", "-C", str(ROOT), "archive", "--format=tar", "HEAD", "app", "frontend"], text=False)
+    _run(["tar", "-x", "-C", str(repo)], input=archive.stdout, text=False)
+    tags = _run([*git, "tag", "--list", "bench-*"]).stdout.split()
+    number = 1 + max((int(t.split("-")[1]) for t in tags), default=0)
+    (repo / "app" / "BENCH_BUILD").write_text(f"bench-{number}\n")
+    _run([*git, "add", "-A"])
+    _run([*git, "commit", "-qm", f"bench-{number}"])
+    _run([*git, "tag", f"bench-{number}"])
+    return f"bench-{number}"
+
+
+# ---------------------------------------------------------------------------- the API
+
+
+class Api:
+    """One keep-alive connection to the bench host's nginx."""
+
+    def __init__(self, port: int = WEB_PORT, host: str = LOOPBACK, timeout: float = 30):
+        if host != LOOPBACK:
+            raise ValueError("benchmarks send traffic to 127.0.0.1 only")
+        self.host, self.port, self.timeout = host, port, timeout
+        self.conn: http.client.HTTPConnection | None = None
+        self.token: str | None = None
+
+    def request(self, method: str, path: str, body=None, *, raw: bytes | None = None,
+                headers: dict | None = None) -> tuple[int, bytes]:
+        hdrs = {"Accept": "application/json"}
+        if self.token:
+            hdrs["Authorization"] = f"Bearer {self.token}"
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            hdrs["Content-Type"] = "application/json"
+        hdrs.update(headers or {})
+        for attempt in (1, 2):
+            if self.conn is None:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                self.conn.request(method, path, body=data, headers=hdrs)
+                resp = self.conn.getresponse()
+                payload = resp.read()
+                if resp.getheader("Connection", "").lower() == "close":
+                    self.close()
+                return resp.status, payload
+            except (ConnectionResetError, BrokenPipeError, http.client.RemoteDisconnected):
+                # A keep-alive connection nginx closed while idle: a fresh one, once.
+                self.close()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def json(self, method: str, path: str, body=None) -> tuple[int, dict]:
+        status, payload = self.request(method, path, body)
+        try:
+            return status, json.loads(payload or b"{}")
+        except ValueError:
+            return status, {"raw": payload[:200].decode(errors="replace")}
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def sign_in(self, username: str, password: str = PASSWORD) -> dict:
+        """Sign in, registering the account first if it does not exist yet."""
+        status, body = self.json("POST", "/api/auth/login", {"username": username, "password": password})
+        if status == 401:
+            status, body = self.json("POST", "/api/auth/register", {"username": username, "password": password})
+            if status != 201:
+                raise RuntimeError(f"register {username}: {status} {body}")
+            status, body = self.json("POST", "/api/auth/login", {"username": username, "password": password})
+        if status != 200:
+            raise RuntimeError(f"login {username}: {status} {body}")
+        self.token = body["access_token"]
+        return body["user"]
+
+
+# ---------------------------------------------------------------------------- load
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+@dataclass
+class LoadResult:
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: Counter = field(default_factory=Counter)
+    errors: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> dict:
+        ok = len(self.latencies_ms)
+        return {
+            "requests": ok + self.errors,
+            "errors": self.errors,
+            "non_2xx": sum(n for s, n in self.statuses.items() if not 200 <= s < 300),
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "rps": round(ok / self.seconds, 1) if self.seconds else 0.0,
+            "p50_ms": round(percentile(self.latencies_ms, 50), 1),
+            "p95_ms": round(percentile(self.latencies_ms, 95), 1),
+            "p99_ms": round(percentile(self.latencies_ms, 99), 1),
+            "max_ms": round(max(self.latencies_ms, default=float("nan")), 1),
+        }
+
+
+def load(make_client, step, *, concurrency: int, seconds: float, max_requests: int = 100_000,
+         stop: threading.Event | None = None) -> LoadResult:
+    """Closed-loop load: `concurrency` clients, each sending its next request when the
+    last one answered, until `seconds` pass, `max_requests` are sent or `stop` is set.
+
+    make_client(i) returns a per-client state; step(state, n) sends one request and
+    returns its HTTP status.
+    """
+    result = LoadResult()
+    lock = threading.Lock()
+    sent = 0
+    deadline = time.perf_counter() + seconds
+    stop = stop or threading.Event()
+
+    def client(index: int) -> None:
+        nonlocal sent
+        state = make_client(index)
+        n = 0
+        while not stop.is_set() and time.perf_counter() < deadline:
+            with lock:
+                if sent >= max_requests:
+                    return
+                sent += 1
+            started = time.perf_counter()
+            try:
+                status = step(state, n)
+            except (OSError, http.client.HTTPException):
+                with lock:
+                    result.errors += 1
+                time.sleep(0.01)
+                continue
+            elapsed = (time.perf_counter() - started) * 1000
+            with lock:
+                result.statuses[status] += 1
+                result.latencies_ms.append(elapsed)
+            n += 1
+
+    threads = [threading.Thread(target=client, args=(i,), daemon=True) for i in range(concurrency)]
+    began = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds + 120)
+    result.seconds = time.perf_counter() - began
+    return result
+
+
+# ---------------------------------------------------------------------------- figures out
+
+
+def machine() -> dict:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem_gib = None
+    with contextlib.suppress(OSError, ValueError):
+        kb = int(Path("/proc/meminfo").read_text().split()[1])
+        mem_gib = round(kb / 1048576, 1)
+    revision = _run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], check=False).stdout.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": mem_gib, "kernel": platform.release(),
+            "python": platform.python_version(), "revision": revision,
+            "host": "podman + runc container, Debian 12 test-host image, systemd as PID 1"}
+
+
+def table(columns: list[str], rows: list[dict]) -> str:
+    cells = [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    lines.append("  ".join("-" * w for w in widths))
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(lines)
+
+
+def emit(name: str, title: str, sections: list[dict], *, smoke: bool, method: dict) -> Path:
+    """Print each section as a table and write everything as JSON for docs/benchmarks.md.
+
+    A section is {"title", "columns", "rows", "note"?}.
+    """
+    print(f"\n== {title}{' (smoke run)' if smoke else ''}")
+    for section in sections:
+        print(f"\n-- {section['title']}")
+        print(table(section["columns"], section["rows"]))
+        if section.get("note"):
+            print(section["note"])
+    record = {"name": name, "title": title, "smoke": smoke,
+              "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+              "machine": machine(), "method": method, "sections": sections}
+    path = results_dir() / f"{name}.json"
+    path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"\nwritten: {path}")
+    return path
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "NOT met"

@@ -1,0 +1,300 @@
+#!/usr/bin/env python3
+"""The benchmarks' hands on the bench host (copied there and run as root; stdlib only).
+
+on_host.py memory [UNIT]            PSS and RSS of every process of a systemd unit
+on_host.py seed USER COUNT [BYTES]  give USER exactly COUNT or more tasks (direct SQL, as the service user)
+on_host.py grow USER MEGABYTES      add 1 KB tasks to USER until the database file is that large
+on_host.py dbsize                   the database's size
+on_host.py count USER               USER's tasks
+on_host.py baseline up|down         the minimal WSGI app behind a copy of the nginx site
+on_host.py fill FREE_MB | unfill    leave only FREE_MB free on the backup file system
+on_host.py corrupt                  overwrite the database's first page with garbage
+"""
+
+import datetime as dt
+import json
+import os
+import pwd
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path("/opt/task-manager")
+DB = ROOT / "shared/instance/task_manager.db"
+BACKUPS = ROOT / "shared/backups"
+FILLER = BACKUPS / "bench-filler"
+HELPERS = Path(__file__).resolve().parent
+SITE = Path("/etc/nginx/sites-available/task-manager.conf")
+BASELINE_SITE = Path("/etc/nginx/sites-enabled/bench-minimal.conf")
+BASELINE_UNIT = "task-manager-bench-minimal"
+BASELINE_BIND = "127.0.0.1:5099"
+WORDS = [
+    "報告書",
+    "会議",
+    "資料",
+    "確認",
+    "レビュー",
+    "予算",
+    "顧客",
+    "連絡",
+    "設計",
+    "テスト",
+    "修正",
+    "リリース",
+    "調査",
+    "見積",
+    "report",
+    "meeting",
+    "invoice",
+    "deploy",
+    "review",
+    "backup",
+    "budget",
+    "design",
+    "release",
+]
+
+
+def as_service_user() -> None:
+    user = pwd.getpwnam("task-manager")
+    os.setgid(user.pw_gid)
+    os.setuid(user.pw_uid)
+
+
+def connect() -> sqlite3.Connection:
+    conn = sqlite3.connect(DB, timeout=30)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+def user_id(conn, name: str) -> int:
+    row = conn.execute("SELECT id FROM users WHERE username = ?", (name,)).fetchone()
+    if row is None:
+        raise SystemExit(f"no user {name}: sign up through the API first")
+    return row[0]
+
+
+def add_tasks(conn, uid: int, count: int, description_bytes: int) -> None:
+    rng = random.Random(uid * 7919 + count)
+    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+    batch = []
+    for i in range(count):
+        created = now - dt.timedelta(minutes=rng.randint(0, 60 * 24 * 365))
+        status = rng.choice(("pending", "pending", "in_progress", "completed"))
+        title = " ".join(rng.choices(WORDS, k=rng.randint(2, 5)))[:200]
+        desc = (" ".join(rng.choices(WORDS, k=description_bytes // 6)))[:description_bytes] or None
+        due = (created + dt.timedelta(days=rng.randint(1, 60))).date() if rng.random() < 0.5 else None
+        batch.append(
+            (
+                uid,
+                title,
+                desc,
+                status,
+                rng.choice(("low", "medium", "high")),
+                due,
+                created,
+                created,
+                created if status == "completed" else None,
+            )
+        )
+        if len(batch) == 5000 or i == count - 1:
+            with conn:
+                conn.executemany(
+                    "INSERT INTO tasks (user_id, title, description, status, priority, due_date, created_at,"
+                    " updated_at, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [
+                        (*b[:5], b[5] and b[5].isoformat(), *(v and v.strftime("%Y-%m-%d %H:%M:%S.%f") for v in b[6:]))
+                        for b in batch
+                    ],
+                )
+            batch.clear()
+
+
+def db_size() -> dict:
+    conn = sqlite3.connect(f"file:{DB}?mode=ro", uri=True)
+    try:
+        pages, page_size = (
+            conn.execute("PRAGMA page_count").fetchone()[0],
+            conn.execute("PRAGMA page_size").fetchone()[0],
+        )
+        tasks = conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
+    finally:
+        conn.close()
+    wal = Path(f"{DB}-wal")
+    return {
+        "database_bytes": pages * page_size,
+        "file_bytes": DB.stat().st_size,
+        "wal_bytes": wal.stat().st_size if wal.exists() else 0,
+        "tasks": tasks,
+    }
+
+
+def unit_pids(unit: str) -> list[int]:
+    main = int(
+        subprocess.run(
+            ["systemctl", "show", "-p", "MainPID", "--value", unit], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        or 0
+    )
+    if not main:
+        return []
+    parents = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [main]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(parents.get(pid, []))
+    return found
+
+
+def memory_of(pids: list[int]) -> dict:
+    pss = rss = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                key, _, rest = line.partition(":")
+                if key == "Pss":
+                    pss += int(rest.split()[0]) * 1024
+                elif key == "Rss":
+                    rss += int(rest.split()[0]) * 1024
+        except OSError:
+            continue
+    return {"processes": len(pids), "pss_bytes": pss, "rss_bytes": rss}
+
+
+def baseline(action: str) -> dict:
+    if action == "down":
+        BASELINE_SITE.unlink(missing_ok=True)
+        subprocess.run(["systemctl", "reload", "nginx"], check=True)
+        subprocess.run(["systemctl", "stop", BASELINE_UNIT], check=False, capture_output=True)
+        return {"baseline": "down"}
+    env = {}
+    for name in ("app.env",):
+        for line in (ROOT / "shared/instance" / name).read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                key, _, value = line.partition("=")
+                env[key] = value
+    env["TASK_MANAGER_BIND"] = BASELINE_BIND
+    env["PYTHONPATH"] = str(HELPERS)
+    subprocess.run(["systemctl", "stop", BASELINE_UNIT], check=False, capture_output=True)
+    subprocess.run(["systemctl", "reset-failed", BASELINE_UNIT], check=False, capture_output=True)
+    subprocess.run(
+        [
+            "systemd-run",
+            "--unit",
+            BASELINE_UNIT,
+            "--property=User=task-manager",
+            f"--property=WorkingDirectory={ROOT / 'shared'}",
+            *(f"--setenv={k}={v}" for k, v in env.items()),
+            str(ROOT / "current/venv/bin/gunicorn"),
+            "--config",
+            "python:task_manager.gunicorn_conf",
+            "minimal_app:app",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    site = SITE.read_text()
+    for old, new in (
+        ("task_manager_api", "bench_minimal_api"),
+        ("127.0.0.1:5000", BASELINE_BIND),
+        ("listen 8080", "listen 8081"),
+        ("listen [::]:8080", "listen [::]:8081"),
+        ("task-manager.access.log", "bench-minimal.access.log"),
+        ("task-manager.error.log", "bench-minimal.error.log"),
+    ):
+        site = site.replace(old, new)
+    BASELINE_SITE.write_text(site)
+    subprocess.run(["nginx", "-t", "-q"], check=True)
+    subprocess.run(["systemctl", "reload", "nginx"], check=True)
+    time.sleep(1)
+    return {"baseline": "up", "unit": BASELINE_UNIT, "pids": unit_pids(BASELINE_UNIT)}
+
+
+def main(argv: list[str]) -> dict:
+    command, args = argv[0], argv[1:]
+    if command == "memory":
+        unit = args[0] if args else "task-manager.service"
+        pids = unit_pids(unit)
+        # Without CAP_SYS_PTRACE only the processes' own user may read their smaps.
+        as_service_user()
+        return memory_of(pids)
+    if command == "dbsize":
+        return db_size()
+    if command == "count":
+        conn = sqlite3.connect(f"file:{DB}?mode=ro", uri=True)
+        return {
+            "tasks": conn.execute(
+                "SELECT count(*) FROM tasks t JOIN users u ON u.id = t.user_id WHERE u.username = ?", (args[0],)
+            ).fetchone()[0]
+        }
+    if command == "seed":
+        as_service_user()
+        conn = connect()
+        uid = user_id(conn, args[0])
+        have = conn.execute("SELECT count(*) FROM tasks WHERE user_id = ?", (uid,)).fetchone()[0]
+        want = int(args[1])
+        if have < want:
+            add_tasks(conn, uid, want - have, int(args[2]) if len(args) > 2 else 80)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        return {"user_id": uid, "added": max(0, want - have), **db_size()}
+    if command == "grow":
+        as_service_user()
+        conn = connect()
+        uid = user_id(conn, args[0])
+        target = int(float(args[1]) * 1048576)
+        while db_size()["database_bytes"] < target:
+            add_tasks(conn, uid, 5000, 1000)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
+        return db_size()
+    if command == "baseline":
+        return baseline(args[0])
+    if command == "fill":
+        FILLER.unlink(missing_ok=True)
+        free = shutil.disk_usage(BACKUPS).free
+        size = max(0, free - int(float(args[0]) * 1048576))
+        with FILLER.open("wb") as handle:
+            os.posix_fallocate(handle.fileno(), 0, size) if size else None
+        usage = shutil.disk_usage(BACKUPS)
+        return {
+            "filler_bytes": size,
+            "free_bytes": usage.free,
+            "used_percent": round(100 * usage.used / usage.total, 1),
+        }
+    if command == "unfill":
+        FILLER.unlink(missing_ok=True)
+        usage = shutil.disk_usage(BACKUPS)
+        return {"free_bytes": usage.free, "used_percent": round(100 * usage.used / usage.total, 1)}
+    if command == "corrupt":
+        # Everything into the main file first, as after any quiet moment: the damage then
+        # hits the only copy of those pages, as a failing disk would.
+        pid = os.fork()
+        if pid == 0:
+            as_service_user()
+            conn = connect()
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            conn.close()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        with DB.open("r+b") as handle:
+            handle.seek(0)
+            handle.write(os.urandom(4096))
+        return {"corrupted": str(DB), "bytes": 4096}
+    raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1:] or ["help"])))

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Update downtime: requests sent continuously while update.yml replaces the release.
+
+Readers list tasks and a writer creates them, each every 50 ms, through nginx, from
+before the update starts until after it ends. Counted: failed requests (an error or
+any status other than 2xx), the longest gap between two answered requests, the
+slowest request, and how long update.yml took.
+  python bench/update_downtime.py [--smoke]
+"""
+
+import itertools
+import threading
+import time
+
+import benchlib as b
+
+PACE_SECONDS = 0.05
+
+
+class Prober(threading.Thread):
+    def __init__(self, token: str, kind: str, stop: threading.Event):
+        super().__init__(daemon=True)
+        self.api = b.Api(timeout=60)
+        self.api.token = token
+        self.kind, self.stop = kind, stop
+        self.records: list[tuple[float, float, int | str]] = []
+
+    def run(self):
+        n = 0
+        while not self.stop.is_set():
+            started = time.perf_counter()
+            try:
+                if self.kind == "read":
+                    status = self.api.request("GET", "/api/tasks?per_page=20")[0]
+                else:
+                    status = self.api.request("POST", "/api/tasks", {"title": f"written during the update {n}"})[0]
+            except OSError as exc:
+                status = type(exc).__name__
+                self.api.close()
+            self.records.append((started, time.perf_counter(), status))
+            n += 1
+            self.stop.wait(max(0.0, PACE_SECONDS - (time.perf_counter() - started)))
+
+
+def main() -> int:
+    args = b.arguments(__doc__)
+    b.ensure_host()
+    api = b.Api()
+    api.sign_in("bench_update")
+    before = api.json("GET", "/health")[1]
+    version = b.new_release()
+
+    stop = threading.Event()
+    probers = [Prober(api.token, kind, stop) for kind in ("read", "read", "write")]
+    for p in probers:
+        p.start()
+    time.sleep(1 if args.smoke else 3)
+    update_started = time.perf_counter()
+    run = b.playbook("update.yml", "-e", f"version={version}")
+    update_ended = time.perf_counter()
+    time.sleep(1 if args.smoke else 3)
+    stop.set()
+    for p in probers:
+        p.join()
+    after = api.json("GET", "/health")[1]
+
+    records = sorted(r for p in probers for r in p.records)
+    ok = [r for r in records if isinstance(r[2], int) and 200 <= r[2] < 300]
+    failed = [r for r in records if r not in ok]
+    ends = sorted(r[1] for r in ok)
+    gap = max((later - earlier for earlier, later in itertools.pairwise(ends)), default=0.0)
+    slowest = max((r[1] - r[0] for r in records), default=0.0)
+    failures: dict[str, int] = {}
+    for r in failed:
+        failures[str(r[2])] = failures.get(str(r[2]), 0) + 1
+    during = [r for r in records if update_started <= r[0] <= update_ended]
+    rows = [{
+        "update": f"{before.get('release')} -> {after.get('release')}",
+        "update_yml_s": run.seconds,
+        "requests": len(records),
+        "during_update": len(during),
+        "failed": len(failed),
+        "failures_by_status": failures or "-",
+        "longest_gap_s": round(gap, 2),
+        "slowest_request_s": round(slowest, 2),
+        "goal": "0 failed",
+        "verdict": b.verdict(not failed),
+    }]
+    b.emit("update_downtime", "Update downtime", [
+        {"title": "Requests during update.yml (3 clients, one request each every 50 ms, through nginx)",
+         "columns": list(rows[0]), "rows": rows,
+         "note": ("The API's socket belongs to systemd: while gunicorn restarts, new connections wait in its "
+                  "backlog, so an update shows as a gap (slow requests), not as errors. nginx retries once "
+                  "when a kept-alive upstream connection closes under it (proxy_next_upstream).")},
+    ], smoke=args.smoke, method={"clients": "2 readers (GET /api/tasks?per_page=20), 1 writer (POST /api/tasks)",
+                                 "pace_s": PACE_SECONDS, "update": "update.yml to a new build of the same code "
+                                 "(no migration; a verified backup is still taken first)"})
+    return 0 if after.get("release") == version else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
