@@ -34,7 +34,7 @@ test-app: venv  ## API tests on a real SQLite file, with coverage (>= 90 %) and 
 test-browser: venv  ## the frontend in a real headless Chromium against a real API
 	cd e2e && ../$(PY) -m pytest
 
-test: lint test-app test-browser test-molecule  ## everything: lint, API tests, browser tests, Molecule
+test: lint test-app test-browser test-molecule bench-smoke  ## everything: lint, API tests, browser tests, Molecule, benchmark smoke runs
 
 clean:  ## remove caches and the venv
 	rm -rf $(VENV) .pytest_cache app/.pytest_cache e2e/.pytest_cache .ruff_cache
@@ -59,3 +59,35 @@ demo: venv test-image  ## the whole system on this machine: http://127.0.0.1:808
 
 demo-destroy:  ## remove the demo host
 	scripts/demo.sh down
+
+# ---- Benchmarks: figures from a deployed bench host (bench/, docs/benchmarks.md) ----
+BENCH_PY := $(abspath $(PY))
+BENCH_SMOKE_ENV := BENCH_HOST=task-manager-bench-smoke BENCH_PORT=18095 BENCH_RESULTS=$(abspath .cache/bench/smoke)
+
+.PHONY: bench bench-deploy bench-api bench-update bench-drills bench-backup bench-report bench-smoke bench-destroy
+
+bench-deploy: venv test-image  ## time a first deploy, a no-op run and an update (new bench host)
+	$(BENCH_PY) bench/deploy_time.py
+bench-api: venv test-image  ## latency, throughput and memory under load, beside a minimal app
+	$(BENCH_PY) bench/api_load.py
+bench-update: venv test-image  ## failed requests and the longest gap during update.yml
+	$(BENCH_PY) bench/update_downtime.py
+bench-drills: venv test-image  ## kill, corrupt, fill the disk, hostile input: what happens
+	$(BENCH_PY) bench/fault_drills.py
+bench-backup: venv test-image  ## database size at 100,000 tasks; a 100 MB backup under write load
+	$(BENCH_PY) bench/db_backup.py
+bench-report: venv  ## rewrite docs/benchmarks.md from bench/results/
+	$(BENCH_PY) bench/report.py
+
+bench: bench-deploy bench-api bench-update bench-drills bench-backup bench-report  ## every benchmark (about 20 min), then the report
+
+bench-smoke: venv test-image  ## a few seconds of each benchmark on its own host: they keep working (part of `make test`)
+	rm -rf .cache/bench/smoke
+	@set -e; trap '$(BENCH_SMOKE_ENV) $(BENCH_PY) bench/benchlib.py destroy' EXIT; \
+	for s in deploy_time api_load update_downtime fault_drills db_backup; do \
+	  $(BENCH_SMOKE_ENV) $(BENCH_PY) bench/$$s.py --smoke; \
+	done; \
+	$(BENCH_SMOKE_ENV) $(BENCH_PY) bench/report.py --out .cache/bench/smoke/benchmarks.md
+
+bench-destroy:  ## remove the bench host
+	$(BENCH_PY) bench/benchlib.py destroy

@@ -29,7 +29,6 @@ LOOPBACK = "127.0.0.1"
 HOST_NAME = os.environ.get("BENCH_HOST", "task-manager-bench")
 WEB_PORT = int(os.environ.get("BENCH_PORT", "18090"))
 BASELINE_PORT = WEB_PORT + 1
-INVENTORY = BENCH / "inventory" / "hosts.yml"
 # The backups live on their own small file system, so the disk-full drill can fill it
 # without touching this machine's disk.
 BACKUP_MOUNT = "/opt/task-manager/shared/backups"
@@ -113,6 +112,21 @@ def install_helper() -> None:
         podman("cp", str(BENCH / name), f"{HOST_NAME}:{Path(ON_HOST).parent / name}")
 
 
+def inventory() -> Path:
+    """The bench host's inventory: the demo settings (group_vars) for this one host."""
+    directory = CACHE / f"inventory-{HOST_NAME}"
+    directory.mkdir(parents=True, exist_ok=True)
+    link = directory / "group_vars"
+    if not link.is_symlink():
+        link.symlink_to(ROOT / "inventories" / "demo" / "group_vars")
+    hosts = directory / "hosts.yml"
+    hosts.write_text(
+        "# Written by bench/benchlib.py: the bench host, deployed with the demo settings.\n"
+        f"all:\n  children:\n    task_manager:\n      hosts:\n        {HOST_NAME}:\n"
+        f"          ansible_connection: containers.podman.podman\n          ansible_host: {HOST_NAME}\n")
+    return hosts
+
+
 @dataclass
 class PlaybookRun:
     playbook: str
@@ -124,7 +138,7 @@ class PlaybookRun:
 
 def playbook(name: str, *extra: str, check: bool = True) -> PlaybookRun:
     """Run a root playbook as an operator types it, against the bench host; time it."""
-    argv = ["ansible-playbook", "-i", str(INVENTORY), str(ROOT / name),
+    argv = ["ansible-playbook", "-i", str(inventory()), str(ROOT / name),
             "-e", f"app_release_source_repo={fixture_repo()}", *extra]
     log(" ".join([name, *extra]))
     started = time.perf_counter()
@@ -132,6 +146,9 @@ def playbook(name: str, *extra: str, check: bool = True) -> PlaybookRun:
     seconds = time.perf_counter() - started
     output = proc.stdout + proc.stderr
     changed = sum(int(n) for n in _recap_changed(proc.stdout))
+    if f"\n{HOST_NAME} " not in proc.stdout.split("PLAY RECAP", 1)[-1]:
+        # A run that matched no host "succeeds" in no time: never take that as a figure.
+        raise RuntimeError(f"{name} did not run on {HOST_NAME}:\n{output[-2000:]}")
     if check and proc.returncode != 0:
         raise RuntimeError(f"{name} failed (rc={proc.returncode}):\n{output[-4000:]}")
     return PlaybookRun(name, round(seconds, 1), proc.returncode, changed, output)
@@ -391,3 +408,11 @@ def emit(name: str, title: str, sections: list[dict], *, smoke: bool, method: di
 
 def verdict(ok: bool) -> str:
     return "met" if ok else "NOT met"
+
+
+if __name__ == "__main__":
+    # python bench/benchlib.py destroy: remove the bench host (BENCH_HOST)
+    if sys.argv[1:] != ["destroy"]:
+        raise SystemExit("usage: benchlib.py destroy")
+    destroy_host()
+    print(f"removed {HOST_NAME}")

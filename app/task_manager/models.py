@@ -52,6 +52,9 @@ class Task(db.Model):
         CheckConstraint("(status = 'completed') = (completed_at IS NOT NULL)", name="completed_at"),
         CheckConstraint("length(trim(title)) BETWEEN 1 AND 200", name="title"),
         Index("ix_tasks_user_id_status", "user_id", "status"),
+        # The list's default order (newest first): read 100 rows in index order instead of
+        # sorting every task of the account (bench/api_load.py: 2.5x the throughput at 10,000).
+        Index("ix_tasks_user_id_created_at", "user_id", "created_at"),
         Index("ix_tasks_status_completed_at", "status", "completed_at"),
     )
 

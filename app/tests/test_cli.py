@@ -12,7 +12,7 @@ def test_init_db_is_idempotent(runner):
     first = runner.invoke(args=["init-db"])
     second = runner.invoke(args=["init-db"])
     assert first.exit_code == second.exit_code == 0
-    assert "revision 0001" in second.output
+    assert "revision 0002" in second.output
 
 
 def test_create_user_then_login(runner, client):

@@ -12,7 +12,7 @@ def test_health_reports_the_manuals_json(client):
     assert body["message"] == "タスク管理API は正常に動作中です"
     assert body["version"] == __version__
     assert body["checks"] == {"database": "ok"}
-    assert body["schema_revision"] == "0001"
+    assert body["schema_revision"] == "0002"
 
 
 def test_health_is_503_when_the_database_is_unusable(tmp_path):

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Make a scratch git repository of this project with three tagged releases:
 #   v1.0.0  the project as it is
-#   v1.1.0  a real schema migration: tasks.estimate_minutes (0002), in the model and the API
-#   v1.2.0  another migration (0003), and a /health that always fails: an update to it must roll back
+#   v1.1.0  a real schema migration: tasks.estimate_minutes (9001), in the model and the API
+#   v1.2.0  another migration (9002), and a /health that always fails: an update to it must roll back
+# The project's own newest migration is written to BASE_SCHEMA: the fixture's migrations
+# follow it, and the scenario expects it after a rollback to v1.0.0.
 #   make-fixture-repo.sh PROJECT DEST
 set -euo pipefail
 project=$1 dest=$2
@@ -10,6 +12,7 @@ rm -rf "$dest"
 mkdir -p "$dest"
 git -C "$project" archive --format=tar HEAD app frontend | tar -x -C "$dest"
 cd "$dest"
+sed -nE "s/^revision = ['\"]([^'\"]+)['\"]/\\1/p" app/task_manager/migrations/versions/*.py | sort | tail -1 > BASE_SCHEMA
 git init -q -b main
 git config user.name fixture
 git config user.email fixture@example.invalid
@@ -18,9 +21,10 @@ git commit -qm "v1.0.0"
 git tag v1.0.0
 
 pkg=app/task_manager
-python3 - "$pkg" <<'PY'
+python3 - "$pkg" "$(cat BASE_SCHEMA)" <<'PY'
 import pathlib, sys
 pkg = pathlib.Path(sys.argv[1])
+base = sys.argv[2]
 models = pkg / "models.py"
 s = models.read_text()
 s = s.replace(
@@ -30,17 +34,16 @@ s = s.replace(
 s = s.replace('            "completed_at": iso(self.completed_at),\n',
               '            "completed_at": iso(self.completed_at),\n            "estimate_minutes": self.estimate_minutes,\n', 1)
 models.write_text(s)
-(pkg / "migrations/versions/0002_task_estimates.py").write_text('''"""Add tasks.estimate_minutes.
+(pkg / "migrations/versions/9001_task_estimates.py").write_text('''"""Add tasks.estimate_minutes.
 
-Revision ID: 0002
-Revises: 0001
+Revision ID: 9001
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "9001"
+down_revision = "BASE"
 branch_labels = None
 depends_on = None
 
@@ -53,7 +56,7 @@ def upgrade():
 def downgrade():
     with op.batch_alter_table("tasks") as batch_op:
         batch_op.drop_column("estimate_minutes")
-''')
+'''.replace("BASE", base))
 pyproject = pathlib.Path("app/pyproject.toml")
 pyproject.write_text(pyproject.read_text().replace('version = "1.0.0"', 'version = "1.1.0"', 1))
 PY
@@ -64,17 +67,17 @@ git tag v1.1.0
 python3 - "$pkg" <<'PY'
 import pathlib, sys
 pkg = pathlib.Path(sys.argv[1])
-(pkg / "migrations/versions/0003_task_labels.py").write_text('''"""Add tasks.label.
+(pkg / "migrations/versions/9002_task_labels.py").write_text('''"""Add tasks.label.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 9002
+Revises: 9001
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "9002"
+down_revision = "9001"
 branch_labels = None
 depends_on = None
 
