@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: help venv system-deps lint test test-app test-fuzz test-browser clean
+.PHONY: help venv system-deps lint runbook test test-app test-fuzz test-browser clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -23,10 +23,14 @@ venv: $(VENV)/.installed  ## create .venv with the app and every test tool
 system-deps:  ## install the Debian packages the tests need (needs root)
 	scripts/install-system-deps.sh
 
-lint: venv  ## ruff, yamllint, ansible-lint (production profile, no skip list)
+lint: venv  ## ruff, yamllint, ansible-lint (production profile, no skip list), runbook drift
 	$(BIN)/ruff check .
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --nocolor
+	$(PY) scripts/generate-runbook.py --check
+
+runbook: venv  ## rewrite docs/runbook.md from the playbooks (the lint fails when it is out of date)
+	$(PY) scripts/generate-runbook.py
 
 test-app: venv  ## API tests on a real SQLite file, with coverage (>= 90 %) and the schemathesis run
 	cd app && ../$(PY) -m pytest --cov=task_manager --cov-report=term --cov-fail-under=90

@@ -165,8 +165,9 @@ def purge_completed_command(days: int, dry_run: bool):
 @click.option("--min-free-ratio", type=click.FloatRange(0, 1), default=0.1, show_default=True,
               help="VACUUM only when at least this share of the file is free pages.")
 @click.option("--force", is_flag=True, help="VACUUM whatever the free space.")
+@click.option("--dry-run", is_flag=True, help="Say whether VACUUM would run and what it would reclaim; change nothing.")
 @with_appcontext
-def optimize_command(min_free_ratio: float, force: bool):
+def optimize_command(min_free_ratio: float, force: bool, dry_run: bool):
     """The manual's VACUUM and ANALYZE, done only when they would do something.
 
     Prints one JSON line: pages before and after, whether VACUUM ran.
@@ -181,6 +182,12 @@ def optimize_command(min_free_ratio: float, force: bool):
         pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
         free = conn.exec_driver_sql("PRAGMA freelist_count").scalar()
         vacuum = force or (pages > 0 and free / pages >= min_free_ratio and free > 0)
+        if dry_run:
+            click.echo(json.dumps({
+                "vacuumed": False, "would_vacuum": bool(vacuum), "bytes_before": pages * page_size,
+                "bytes_after": (pages - free) * page_size if vacuum else pages * page_size, "free_pages_before": free,
+            }))
+            return
         if vacuum:
             conn.exec_driver_sql("VACUUM")
             conn.exec_driver_sql("ANALYZE")

@@ -108,6 +108,11 @@ def test_optimize_vacuums_only_when_there_is_free_space(app, runner):
         db.session.commit()
         db.session.execute(db.text("DELETE FROM tasks"))
         db.session.commit()
+    predicted = json.loads(runner.invoke(args=["optimize", "--dry-run"]).output)
+    assert predicted["vacuumed"] is False and predicted["would_vacuum"] is True
+    assert predicted["bytes_after"] < predicted["bytes_before"]  # an estimate: free pages go
+    again = json.loads(runner.invoke(args=["optimize", "--dry-run"]).output)
+    assert again["bytes_before"] == predicted["bytes_before"]  # the dry run reclaimed nothing
     second = json.loads(runner.invoke(args=["optimize"]).output)
     assert second["vacuumed"] is True
     assert second["bytes_after"] < second["bytes_before"]

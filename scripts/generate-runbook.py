@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Write docs/runbook.md from the playbooks themselves, so the runbook cannot drift.
+
+For each root playbook: the manual's section it carries out, when to use it (the
+playbook's own header comment), the -e inputs it reads, the variables of the roles
+it uses (defaults from defaults/main.yml, types and allowed values from
+meta/argument_specs.yml), and its steps in order (the task names, following
+import_role/include_role/include_tasks into the roles).
+  scripts/generate-runbook.py           rewrite docs/runbook.md
+  scripts/generate-runbook.py --check   fail when docs/runbook.md differs from the code
+"""
+
+import argparse
+import difflib
+import re
+import sys
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "docs" / "runbook.md"
+
+# (playbook, the manual's section in Japanese, the English name): the manual's order.
+PLAYBOOKS = [
+    ("deploy.yml", "2. 環境構築・デプロイ", "Set-up and deploy"),
+    ("service.yml", "3.1 サーバー起動・停止", "Start, stop, restart, status"),
+    ("check.yml", "3.2 ヘルスチェック / 9. 性能監視 / 14. チェックリスト",
+     "Health, limits and the daily and monthly checks"),
+    ("backup.yml", "5.1 バックアップ", "Backup"),
+    ("restore.yml", "5.2 復旧手順", "Restore"),
+    ("maintenance.yml", "7. メンテナンス作業 / 11. 容量管理", "Maintenance and disk space"),
+    ("update.yml", "7.3 アップデート手順 / 12. システム更新", "Update"),
+    ("rollback.yml", "12.2 ロールバック", "Rollback"),
+    ("recover.yml", "10. 障害対応", "Incident response"),
+]
+ACTION_MODULES = ("import_role", "include_role", "include_tasks", "import_tasks")
+JINJA_INPUT = re.compile(r"\{\{\s*([a-z_]+)\s*\|\s*default\(([^)]*)\)")
+
+
+def load(path: Path):
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def header_comment(path: Path) -> list[str]:
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+        if not line.startswith("#"):
+            break
+        lines.append(line[1:].removeprefix(" "))
+    return lines
+
+
+def module_of(task: dict) -> tuple[str, dict | str | None]:
+    for key, value in task.items():
+        short = key.rsplit(".", 1)[-1]
+        if short in ACTION_MODULES:
+            return short, value
+    return "", None
+
+
+def condition(task: dict) -> str:
+    when = task.get("when")
+    if when is None:
+        return ""
+    text = " and ".join(str(w) for w in when) if isinstance(when, list) else str(when)
+    return f" *(when `{' '.join(text.split())}`)*"
+
+
+class Walker:
+    def __init__(self):
+        self.roles: list[str] = []
+
+    def role_tasks(self, role: str, tasks_from: str = "main") -> list[dict]:
+        if role not in self.roles and role != "preflight":
+            self.roles.append(role)
+        path = ROOT / "roles" / role / "tasks" / f"{tasks_from}.yml"
+        return load(path) or [] if path.exists() else []
+
+    def steps(self, tasks: list[dict], role: str | None, depth: int = 0) -> list[str]:
+        out = []
+        pad = "   " * depth
+        for task in tasks or []:
+            if "block" in task:
+                if task.get("name"):
+                    out.append(f"{pad}1. {task['name']}{condition(task)}")
+                    inner = depth + 1
+                else:
+                    inner = depth
+                out += self.steps(task["block"], role, inner)
+                if task.get("rescue"):
+                    out.append(f"{'   ' * inner}1. **If any step above fails:**")
+                    out += self.steps(task["rescue"], role, inner + 1)
+                if task.get("always"):
+                    out.append(f"{'   ' * inner}1. **Whatever happened above:**")
+                    out += self.steps(task["always"], role, inner + 1)
+                continue
+            kind, arg = module_of(task)
+            name = task.get("name", "(unnamed)")
+            if kind in ("import_role", "include_role"):
+                target = arg["name"]
+                if "{{" in target:  # the preflight loop over roles: one line says it
+                    out.append(f"{pad}1. {name}{condition(task)}")
+                    continue
+                tasks_from = arg.get("tasks_from", "main")
+                out.append(f"{pad}1. {name}{condition(task)}" if task.get("name") else "")
+                sub = self.role_tasks(target, tasks_from) if "{{" not in tasks_from else []
+                if "{{" in tasks_from:
+                    out[-1] += f" *(the role `{target}`'s `{tasks_from}` tasks)*"
+                out += self.steps(sub, target, depth + 1 if task.get("name") else depth)
+            elif kind in ("include_tasks", "import_tasks"):
+                file = arg if isinstance(arg, str) else arg.get("file")
+                out.append(f"{pad}1. {name}{condition(task)}")
+                path = ROOT / "roles" / (role or "") / "tasks" / file
+                if role and path.exists():
+                    out += self.steps(load(path), role, depth + 1)
+            else:
+                out.append(f"{pad}1. {name}{condition(task)}")
+        return [line for line in out if line]
+
+
+def argument_options(role: str) -> dict:
+    path = ROOT / "roles" / role / "meta" / "argument_specs.yml"
+    if not path.exists():
+        return {}
+    specs = load(path)["argument_specs"]
+    return specs.get("main", next(iter(specs.values()))).get("options", {})
+
+
+def defaults_of(role: str) -> dict:
+    path = ROOT / "roles" / role / "defaults" / "main.yml"
+    return (load(path) or {}) if path.exists() else {}
+
+
+def value(v) -> str:
+    text = yaml.safe_dump(v, default_flow_style=True, allow_unicode=True, width=10_000).strip()
+    text = text.removesuffix("...").strip()
+    return f"`{text}`" if text else "`''`"
+
+
+def render_playbook(entry: str, section: str, english: str) -> list[str]:  # noqa: PLR0912
+    real = ROOT / "playbooks" / entry
+    plays = load(real)
+    walker = Walker()
+    out = [f"## {section} ({english}): `{entry}`", ""]
+    out += ["### いつ使うか (When to use it)", "", "```text", *header_comment(real), "```", ""]
+    inputs, steps = {}, []
+    for play in plays:
+        for key, val in (play.get("vars") or {}).items():
+            for name, default in JINJA_INPUT.findall(str(val)):
+                if name not in ("ansible_check_mode",):
+                    inputs[name] = (key, default.strip() or "''")
+        steps += [f"1. {t['name']}" for t in play.get("pre_tasks") or []]
+        for role in play.get("roles") or []:
+            role_name = role["role"] if isinstance(role, dict) else role
+            if role_name == "preflight":
+                pre = play.get("vars", {}).get("preflight_roles", [])
+                walker.roles += [r for r in pre if r not in walker.roles]
+                steps.append("1. Preflight: nothing changes until every check below passes")
+                steps += walker.steps(walker.role_tasks("preflight"), "preflight", 1)
+                if pre:
+                    steps.append(f"   1. (run for: {', '.join(f'`{r}`' for r in pre)})")
+            else:
+                steps.append(f"1. Role `{role_name}`")
+                steps += walker.steps(walker.role_tasks(role_name), role_name, 1)
+        steps += walker.steps(play.get("tasks") or [], None)
+    if inputs:
+        out += ["### 入力 (Inputs: `-e name=value`)", "", "| -e | sets | default |", "|---|---|---|"]
+        out += [f"| `{name}` | `{key}` | `{default}` |" for name, (key, default) in sorted(inputs.items())]
+        out.append("")
+    out += ["### 手順 (Steps, in order)", "", *steps, ""]
+    out += ["### 変数 (Variables of the roles it uses)", ""]
+    for role in sorted(walker.roles):
+        options, defaults = argument_options(role), defaults_of(role)
+        if not options:
+            continue
+        out += [f"#### `{role}`", "", "| variable | default | type, allowed values | meaning |", "|---|---|---|---|"]
+        for name, spec in options.items():
+            kind = spec.get("type", "str")
+            if spec.get("choices"):
+                kind += ": " + ", ".join(f"`{c}`" for c in spec["choices"])
+            meaning = str(spec.get("description", "")).replace("|", "\\|").replace("\n", " ")
+            default = value(defaults.get(name)).replace("|", "\\|") if name in defaults else "(none)"
+            out.append(f"| `{name}` | {default} | {kind} | {meaning} |")
+        out.append("")
+    return out
+
+
+def render() -> str:
+    out = ["# 運用手順書 (Runbook)", "",
+           "<!-- Generated by scripts/generate-runbook.py from playbooks/, roles/*/tasks, roles/*/defaults and",
+           "     roles/*/meta/argument_specs.yml. Do not edit: change the code and run `make runbook`. -->", "",
+           "Every procedure of the operations manual (`shared/reference/operations-manual.ja.md`) as the",
+           "playbook that carries it out. Each runs from the repository root as",
+           "`ansible-playbook <playbook> [-e name=value ...]`, refuses bad input before it changes anything,",
+           "and can be previewed with `--check --diff`.", "", "## 目次 (Contents)", ""]
+    out += [f"- [{section} ({english}): `{entry}`](#{anchor(section, english, entry)})"
+            for entry, section, english in PLAYBOOKS]
+    out.append("")
+    for entry, section, english in PLAYBOOKS:
+        out += render_playbook(entry, section, english)
+    return "\n".join(out).rstrip() + "\n"
+
+
+def anchor(section: str, english: str, entry: str) -> str:
+    text = f"{section} ({english}): `{entry}`".lower()
+    text = re.sub(r"[^\w\- ]", "", text)
+    return text.replace(" ", "-")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--check", action="store_true", help="fail when docs/runbook.md is out of date")
+    args = parser.parse_args()
+    text = render()
+    if args.check:
+        current = OUT.read_text(encoding="utf-8") if OUT.exists() else ""
+        if current != text:
+            diff = difflib.unified_diff(current.splitlines(), text.splitlines(), "docs/runbook.md (committed)",
+                                        "docs/runbook.md (from the code)", lineterm="", n=1)
+            print("\n".join(list(diff)[:60]))
+            print("docs/runbook.md no longer matches the playbooks: run `make runbook` and commit it.", file=sys.stderr)
+            return 1
+        print("docs/runbook.md matches the playbooks")
+        return 0
+    OUT.write_text(text, encoding="utf-8")
+    print(f"written: {OUT}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
