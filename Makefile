@@ -45,7 +45,7 @@ clean:  ## remove caches and the venv
 
 # ---- Molecule: real systemd test hosts (podman + runc, see shared/TEST-HOSTS.md) ----
 export CONTAINERS_CONF := $(abspath molecule/containers.conf)
-SCENARIOS ?= default preflight runbooks
+SCENARIOS ?= default preflight runbooks operations
 
 .PHONY: test-image test-molecule molecule-% demo demo-destroy
 

@@ -68,8 +68,10 @@ def condition(task: dict) -> str:
 
 
 class Walker:
-    def __init__(self):
+    def __init__(self, choices: dict[str, list[str]] | None = None):
         self.roles: list[str] = []
+        # Values a variable may take, read from the play's own asserts (`x in ['a', 'b']`).
+        self.choices = choices or {}
 
     def role_tasks(self, role: str, tasks_from: str = "main") -> list[dict]:
         if role not in self.roles and role != "preflight":
@@ -77,7 +79,7 @@ class Walker:
         path = ROOT / "roles" / role / "tasks" / f"{tasks_from}.yml"
         return load(path) or [] if path.exists() else []
 
-    def steps(self, tasks: list[dict], role: str | None, depth: int = 0) -> list[str]:
+    def steps(self, tasks: list[dict], role: str | None, depth: int = 0) -> list[str]:  # noqa: PLR0912
         out = []
         pad = "   " * depth
         for task in tasks or []:
@@ -104,9 +106,13 @@ class Walker:
                     continue
                 tasks_from = arg.get("tasks_from", "main")
                 out.append(f"{pad}1. {name}{condition(task)}" if task.get("name") else "")
+                chosen = re.fullmatch(r"\{\{\s*(\w+)\s*\}\}", tasks_from)
+                if chosen and chosen.group(1) in self.choices:  # one entry point per allowed value
+                    for option in self.choices[chosen.group(1)]:
+                        out.append(f"{pad}   1. with `{option}`:")
+                        out += self.steps(self.role_tasks(target, option), target, depth + 2)
+                    continue
                 sub = self.role_tasks(target, tasks_from) if "{{" not in tasks_from else []
-                if "{{" in tasks_from:
-                    out[-1] += f" *(the role `{target}`'s `{tasks_from}` tasks)*"
                 out += self.steps(sub, target, depth + 1 if task.get("name") else depth)
             elif kind in ("include_tasks", "import_tasks"):
                 file = arg if isinstance(arg, str) else arg.get("file")
@@ -141,7 +147,15 @@ def value(v) -> str:
 def render_playbook(entry: str, section: str, english: str) -> list[str]:  # noqa: PLR0912
     real = ROOT / "playbooks" / entry
     plays = load(real)
-    walker = Walker()
+    choices = {}
+    for play in plays:
+        for task in play.get("pre_tasks") or []:
+            that = (task.get("ansible.builtin.assert") or {}).get("that", [])
+            for cond in [that] if isinstance(that, str) else that:
+                found = re.fullmatch(r"(\w+) in \[([^\]]*)\]", str(cond).strip())
+                if found:
+                    choices[found.group(1)] = re.findall(r"'([^']*)'", found.group(2))
+    walker = Walker(choices)
     out = [f"## {section} ({english}): `{entry}`", ""]
     out += ["### いつ使うか (When to use it)", "", "```text", *header_comment(real), "```", ""]
     inputs, steps = {}, []
