@@ -15,7 +15,7 @@ results = [None] * COUNT
 
 
 def state() -> str:
-    return subprocess.run(["systemctl", "show", "-p", "ActiveState", "--value", "task-manager.service"],
+    return subprocess.run(["/usr/bin/systemctl", "show", "-p", "ActiveState", "--value", "task-manager.service"],
                           capture_output=True, text=True, check=False).stdout.strip()
 
 
