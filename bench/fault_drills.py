@@ -86,8 +86,8 @@ def drill_disk_full(api: b.Api) -> list[dict]:
         b.on_host("unfill")
 
     def said(run: b.PlaybookRun, needle: str) -> str:
-        found = re.search(re.escape(needle) + r"[^\\\n\"]*", run.output)
-        return found.group(0)[:150] if found else "(no message)"
+        found = re.search(re.escape(needle) + r"[^\\\n\"']*", run.output)
+        return found.group(0)[:220] if found else "(no message)"
 
     free_mb = filled["free_bytes"] / 1048576
     return [
