@@ -83,7 +83,7 @@ bench-backup: venv test-image  ## database size at 100,000 tasks; a 100 MB backu
 bench-report: venv  ## rewrite docs/benchmarks.md from bench/results/
 	$(BENCH_PY) bench/report.py
 
-bench: bench-deploy bench-api bench-update bench-drills bench-backup bench-report  ## every benchmark (about 20 min), then the report
+bench: bench-deploy bench-api bench-update bench-drills bench-backup bench-report  ## every benchmark (about 10 min), then the report
 
 bench-smoke: venv test-image  ## a few seconds of each benchmark on its own host: they keep working (part of `make test`)
 	rm -rf .cache/bench/smoke
