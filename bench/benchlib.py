@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import threading
@@ -145,19 +146,13 @@ def playbook(name: str, *extra: str, check: bool = True) -> PlaybookRun:
     proc = subprocess.run(argv, cwd=ROOT, env=_env(), text=True, capture_output=True, check=False)
     seconds = time.perf_counter() - started
     output = proc.stdout + proc.stderr
-    changed = sum(int(n) for n in _recap_changed(proc.stdout))
+    changed = sum(int(n) for n in re.findall(r"ok=\d+\s+changed=(\d+)", proc.stdout))
     if f"\n{HOST_NAME} " not in proc.stdout.split("PLAY RECAP", 1)[-1]:
         # A run that matched no host "succeeds" in no time: never take that as a figure.
         raise RuntimeError(f"{name} did not run on {HOST_NAME}:\n{output[-2000:]}")
     if check and proc.returncode != 0:
         raise RuntimeError(f"{name} failed (rc={proc.returncode}):\n{output[-4000:]}")
     return PlaybookRun(name, round(seconds, 1), proc.returncode, changed, output)
-
-
-def _recap_changed(stdout: str) -> list[str]:
-    import re  # noqa: PLC0415
-
-    return re.findall(r"ok=\d+\s+changed=(\d+)", stdout)
 
 
 def healthy() -> bool:
@@ -217,12 +212,12 @@ def new_release() -> str:
 class Api:
     """One keep-alive connection to the bench host's nginx."""
 
-    def __init__(self, port: int = WEB_PORT, host: str = LOOPBACK, timeout: float = 30):
+    def __init__(self, port: int = WEB_PORT, host: str = LOOPBACK, timeout: float = 30, token: str | None = None):
         if host != LOOPBACK:
             raise ValueError("benchmarks send traffic to 127.0.0.1 only")
         self.host, self.port, self.timeout = host, port, timeout
         self.conn: http.client.HTTPConnection | None = None
-        self.token: str | None = None
+        self.token = token
 
     def request(self, method: str, path: str, body=None, *, raw: bytes | None = None,
                 headers: dict | None = None) -> tuple[int, bytes]:

@@ -26,15 +26,10 @@ def mb(n: float) -> float:
 
 
 def writes(token: str, seconds: float, stop: threading.Event | None = None) -> dict:
-    def make(_i):
-        api = b.Api()
-        api.token = token
-        return api
-
     def step(api, n):
         return api.request("POST", "/api/tasks", {"title": f"written during the backup bench {n}"})[0]
 
-    return b.load(make, step, concurrency=WRITERS, seconds=seconds, stop=stop).summary()
+    return b.load(lambda _i: b.Api(token=token), step, concurrency=WRITERS, seconds=seconds, stop=stop).summary()
 
 
 def main() -> int:

@@ -175,15 +175,19 @@ def hostile_requests(token: str, other_task: int) -> list[tuple[str, str, bytes 
         ("OPTIONS", "/api/tasks", None, {"Origin": "https://evil.example", "Access-Control-Request-Method": "DELETE"}),
         ("GET", "/api/tasks", None, {**auth, "X-Forwarded-For": "1.2.3.4, ' OR 1=1 --", "Host": "evil.example"}),
     ]
-    return [(m, p, body, h) for m, p, body, h in cases]
+    return cases
+
+
+def tracebacks_logged() -> int:
+    found = b.host_exec("sh", "-c", "grep -c Traceback /opt/task-manager/shared/logs/errors.log || true").stdout
+    return int(found.strip() or 0)
 
 
 def drill_hostile(api: b.Api) -> dict:
     other = b.Api()
     other.sign_in("drill_other")
     other_task = other.json("POST", "/api/tasks", {"title": "someone else's"})[1]["id"]
-    tracebacks_before = int(b.host_exec("sh", "-c", "grep -c Traceback /opt/task-manager/shared/logs/errors.log "
-                                                    "|| true").stdout.strip() or 0)
+    tracebacks_before = tracebacks_logged()
     statuses: dict[int, int] = {}
     server_errors = []
     for method, path, body, headers in hostile_requests(api.token, other_task):
@@ -198,8 +202,7 @@ def drill_hostile(api: b.Api) -> dict:
         statuses[status] = statuses.get(status, 0) + 1
         if status >= 500:
             server_errors.append(f"{method} {path[:60]} -> {status}")
-    tracebacks = int(b.host_exec("sh", "-c", "grep -c Traceback /opt/task-manager/shared/logs/errors.log "
-                                             "|| true").stdout.strip() or 0) - tracebacks_before
+    tracebacks = tracebacks_logged() - tracebacks_before
     still_theirs = other.json("GET", f"/api/tasks/{other_task}")[1].get("title")
     count = sum(statuses.values())
     figure = (f"{count} requests: " + ", ".join(f"{k}x{v}" for k, v in sorted(statuses.items()))

@@ -179,12 +179,12 @@ def baseline(action: str) -> dict:
         subprocess.run(["systemctl", "reload", "nginx"], check=True)
         subprocess.run(["systemctl", "stop", BASELINE_UNIT], check=False, capture_output=True)
         return {"baseline": "down"}
+    # The service's own settings, with only the address changed (secrets are not needed).
     env = {}
-    for name in ("app.env",):
-        for line in (ROOT / "shared/instance" / name).read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                key, _, value = line.partition("=")
-                env[key] = value
+    for line in (ROOT / "shared/instance/app.env").read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            env[key] = value
     env["TASK_MANAGER_BIND"] = BASELINE_BIND
     env["PYTHONPATH"] = str(HELPERS)
     subprocess.run(["systemctl", "stop", BASELINE_UNIT], check=False, capture_output=True)

@@ -20,8 +20,7 @@ PACE_SECONDS = 0.05
 class Prober(threading.Thread):
     def __init__(self, token: str, kind: str, stop: threading.Event):
         super().__init__(daemon=True)
-        self.api = b.Api(timeout=60)
-        self.api.token = token
+        self.api = b.Api(timeout=60, token=token)
         self.kind, self.stop = kind, stop
         self.records: list[tuple[float, float, int | str]] = []
 
