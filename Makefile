@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: help venv system-deps lint runbook test test-app test-fuzz test-browser clean
+.PHONY: help venv system-deps lint runbook lock test test-app test-fuzz test-browser test-release clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -15,6 +15,7 @@ help:  ## list the targets
 $(VENV)/.installed: requirements-dev.txt app/requirements.txt app/pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --require-hashes -r app/requirements.txt
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@
 
@@ -32,13 +33,35 @@ lint: venv  ## ruff, yamllint, ansible-lint (production profile, no skip list), 
 runbook: venv  ## rewrite docs/runbook.md from the playbooks (the lint fails when it is out of date)
 	$(PY) scripts/generate-runbook.py
 
+# The sha256 of every file PyPI holds for each pin (all platforms), from PyPI itself:
+# this machine's own pip settings (extra indexes, find-links, constraints) stay out of it.
+LOCK_INDEX ?= https://pypi.org/simple
+lock: venv  ## rewrite app/requirements.txt with every file's sha256, keeping the pins (UPGRADE=flask bumps one)
+	cd app && env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null \
+	  ../$(BIN)/pip-compile --quiet --no-header --generate-hashes --allow-unsafe --strip-extras \
+	  --index-url $(LOCK_INDEX) --no-emit-index-url --no-emit-find-links \
+	  $(if $(UPGRADE),--upgrade-package $(UPGRADE)) --output-file requirements.txt pyproject.toml
+	{ printf '%s\n' \
+	  "# The exact dependency set every release is built from, with the sha256 of every file PyPI" \
+	  "# holds for each pin. The release build downloads the wheelhouse with --require-hashes and the" \
+	  "# host installs it with --require-hashes: a file that is not byte for byte the one locked is refused." \
+	  "# Generated from pyproject.toml by pip-compile (pip-tools); do not edit by hand." \
+	  "#   make lock                 regenerate, keeping every pin (new hashes only)" \
+	  "#   make lock UPGRADE=flask   bump one package deliberately (or UPGRADE=flask==3.1.4)" \
+	  "# then make test, commit. Releases are refused at build time when pip-audit knows a" \
+	  "# vulnerability in this set (roles/app_release, app_release_audit_*)."; \
+	  cat app/requirements.txt; } > app/.requirements.txt.new && mv app/.requirements.txt.new app/requirements.txt
+
 test-app: venv  ## API tests on a real SQLite file, with coverage (>= 90 %) and the schemathesis run
 	cd app && ../$(PY) -m pytest --cov=task_manager --cov-report=term --cov-fail-under=90
 
 test-browser: venv  ## the frontend in a real headless Chromium against a real API
 	cd e2e && ../$(PY) -m pytest
 
-test: lint test-app test-browser test-molecule bench-smoke  ## everything: lint, API tests, browser tests, Molecule, benchmark smoke runs
+test-release: venv  ## the release's supply chain on the control node: hashed pins, a vulnerable release refused (offline, no host)
+	$(PY) -m pytest tests
+
+test: lint test-app test-release test-browser test-molecule bench-smoke  ## everything: lint, API and release tests, browser tests, Molecule, benchmark smoke runs
 
 clean:  ## remove caches and the venv
 	rm -rf $(VENV) .pytest_cache app/.pytest_cache e2e/.pytest_cache .ruff_cache

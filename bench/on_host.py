@@ -181,7 +181,7 @@ def baseline(action: str) -> dict:
         return {"baseline": "down"}
     # The service's own settings, with only the address changed (secrets are not needed).
     env = {}
-    for line in (ROOT / "shared/instance/app.env").read_text().splitlines():
+    for line in Path("/etc/task-manager/app.env").read_text().splitlines():
         if "=" in line and not line.startswith("#"):
             key, _, value = line.partition("=")
             env[key] = value
@@ -208,7 +208,7 @@ def baseline(action: str) -> dict:
     site = SITE.read_text()
     for old, new in (
         ("task_manager_api", "bench_minimal_api"),
-        ("127.0.0.1:5000", BASELINE_BIND),
+        ("unix:/run/task-manager/api.sock", BASELINE_BIND),
         ("listen 8080", "listen 8081"),
         ("listen [::]:8080", "listen [::]:8081"),
         ("task-manager.access.log", "bench-minimal.access.log"),

@@ -40,7 +40,10 @@ class Stack:
         self.static = None
 
     def start_api(self):
-        env = {"TASK_MANAGER_CORS_ORIGINS": self.frontend_url, **self.api_env}
+        # Every test registers its own account from this one address: the per-client
+        # registration limit (on, as in production) is raised to fit a whole session.
+        env = {"TASK_MANAGER_CORS_ORIGINS": self.frontend_url, "TASK_MANAGER_REGISTER_MAX_PER_CLIENT": "1000",
+               **self.api_env}
         self.api = live_server(self.base, extra_env=env, port=self.api_port)
         self.api.__enter__()
 

@@ -17,9 +17,22 @@ def register(page: Page, stack, username: str, path: str = "/") -> None:
     page.goto(stack.frontend_url + path)
     page.get_by_role("tab", name="新規登録").click()
     page.get_by_label("ユーザー名").fill(username)
-    page.get_by_label("パスワード").fill(PASSWORD)
+    page.get_by_label("パスワード", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="登録してログイン").click()
     expect(page.locator("#current-user")).to_have_text(username)
+
+
+def stored_session(page: Page) -> dict | None:
+    return page.evaluate("JSON.parse(localStorage.getItem('task-manager.session'))")
+
+
+def api_status(page: Page, stack, method: str, path: str, token: str) -> int:
+    """What the API answers this token, asked from the page as the app would."""
+    return page.evaluate(
+        """async ([url, method, token]) => (await fetch(url,
+              {method, headers: {Authorization: 'Bearer ' + token}})).status""",
+        [stack.api_url + path, method, token],
+    )
 
 
 def add(page: Page, title: str, *, description: str = "", priority: str | None = None, due: str = "") -> None:
@@ -141,39 +154,35 @@ def test_reload_keeps_session_and_filter_then_sign_out(page, stack, username):
     expect(page.locator(".task")).to_have_count(1)
     expect(page.locator(".task .title")).to_have_text(["open task"])
 
-    stored = page.evaluate("localStorage.getItem('task-manager.session')")
-    access = page.evaluate("JSON.parse(localStorage.getItem('task-manager.session')).access")
-    assert stored
-    page.get_by_role("button", name="ログアウト").click()
+    session = stored_session(page)
+    assert session
+    page.get_by_role("button", name="ログアウト", exact=True).click()
     expect(page.get_by_role("button", name="ログイン", exact=True)).to_be_visible()
-    assert page.evaluate("localStorage.getItem('task-manager.session')") is None
-    # the token was revoked on the server, not only forgotten here
-    status = page.evaluate(
-        """async ([url, token]) => (await fetch(url + '/api/auth/me',
-              {headers: {Authorization: 'Bearer ' + token}})).status""",
-        [stack.api_url, access],
-    )
-    assert status == 401
+    expect(page.locator("#auth-error")).to_have_text("ログアウトしました")
+    assert stored_session(page) is None
+    # both tokens were revoked on the server, not only forgotten here
+    assert api_status(page, stack, "GET", "/api/auth/me", session["access"]) == 401
+    assert api_status(page, stack, "POST", "/api/auth/refresh", session["refresh"]) == 401
     page.reload()
     expect(page.get_by_role("button", name="ログイン", exact=True)).to_be_visible()
 
 
 def test_wrong_password_and_api_errors_are_shown(page, stack, username):
     register(page, stack, username)
-    page.get_by_role("button", name="ログアウト").click()
+    page.get_by_role("button", name="ログアウト", exact=True).click()
     page.get_by_label("ユーザー名").fill(username)
-    page.get_by_label("パスワード").fill("wrong-password")
+    page.get_by_label("パスワード", exact=True).fill("wrong-password")
     page.get_by_role("button", name="ログイン", exact=True).click()
     expect(page.locator("#auth-error")).to_have_text("ユーザー名またはパスワードが正しくありません")
 
     page.get_by_role("tab", name="新規登録").click()
     page.get_by_label("ユーザー名").fill(username)
-    page.get_by_label("パスワード").fill(PASSWORD)
+    page.get_by_label("パスワード", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="登録してログイン").click()
     expect(page.locator("#auth-error")).to_have_text("このユーザー名は既に使われています")
 
     page.get_by_role("tab", name="ログイン").click()
-    page.get_by_label("パスワード").fill(PASSWORD)
+    page.get_by_label("パスワード", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="ログイン", exact=True).click()
     expect(page.locator("#current-user")).to_have_text(username)
     # an error from the API (a title over 200 characters slips past no check here) is shown
@@ -185,15 +194,22 @@ def test_wrong_password_and_api_errors_are_shown(page, stack, username):
 
 def test_throttling_says_when_to_try_again(page, stack, username):
     register(page, stack, username)
-    page.get_by_role("button", name="ログアウト").click()
-    for _ in range(5):
+    page.get_by_role("button", name="ログアウト", exact=True).click()
+    for _ in range(5):  # the free failures (LOGIN_FREE_FAILURES_PER_ACCOUNT)
         page.get_by_label("ユーザー名").fill(username)
-        page.get_by_label("パスワード").fill("wrong-password")
+        page.get_by_label("パスワード", exact=True).fill("wrong-password")
         page.get_by_role("button", name="ログイン", exact=True).click()
-        expect(page.locator("#auth-error")).not_to_have_text("")
-    page.get_by_label("パスワード").fill(PASSWORD)
+        expect(page.locator("#auth-error")).to_have_text("ユーザー名またはパスワードが正しくありません")
+        page.locator("#auth-error").evaluate("el => el.textContent = ''")
+    page.get_by_label("パスワード", exact=True).fill(PASSWORD)
     page.get_by_role("button", name="ログイン", exact=True).click()
-    expect(page.locator("#auth-error")).to_have_text(re.compile(r"ログイン試行が多すぎます。\d+秒後に再試行してください"))
+    message = re.compile(r"ログイン試行が多すぎます。(\d+)秒後に再試行してください")
+    expect(page.locator("#auth-error")).to_have_text(message)
+    wait = int(message.search(page.locator("#auth-error").text_content()).group(1))
+    assert 1 <= wait <= 2  # a short wait that grows with more failures, not a 15-minute lock
+    page.wait_for_timeout(wait * 1000 + 300)
+    page.get_by_role("button", name="ログイン", exact=True).click()
+    expect(page.locator("#current-user")).to_have_text(username)
 
 
 def test_keyboard_only(page, stack, username):
@@ -239,25 +255,139 @@ def test_phone_sized_screen_has_no_horizontal_scroll(browser, stack, username):
     context.close()
 
 
-def test_expired_access_token_is_refreshed_silently(browser, tmp_path, username):
-    with running_stack(tmp_path, TASK_MANAGER_JWT_ACCESS_TOKEN_MINUTES="0.03") as stack:  # about 2 s
-        context = browser.new_context(locale="ja-JP")
-        page = context.new_page()
-        refreshes = []
-        page.on("request", lambda r: refreshes.append(r.url) if r.url.endswith("/api/auth/refresh") else None)
-        register(page, stack, username)
-        add(page, "before expiry")
-        page.wait_for_timeout(2500)
-        add(page, "after expiry")
-        expect(page.locator("#board-error")).to_have_text("")
-        assert len(refreshes) == 1
-        page.reload()
-        page.wait_for_timeout(2500)
-        add(page, "after reload and expiry")
-        expect(page.locator("#current-user")).to_have_text(username)
-        expect(page.locator("#board-error")).to_have_text("")
-        assert len(refreshes) == 2
-        context.close()
+SHORT_ACCESS = {"TASK_MANAGER_JWT_ACCESS_TOKEN_MINUTES": "0.03"}  # about 2 s
+
+
+@pytest.fixture(scope="module")
+def short_stack(tmp_path_factory):
+    with running_stack(tmp_path_factory.mktemp("short"), **SHORT_ACCESS) as stack:
+        yield stack
+
+
+def test_expired_access_token_is_refreshed_silently_and_rotates_the_refresh_token(browser, short_stack, username):
+    stack = short_stack
+    context = browser.new_context(locale="ja-JP")
+    page = context.new_page()
+    refreshes = []
+    page.on("request", lambda r: refreshes.append(r.url) if r.url.endswith("/api/auth/refresh") else None)
+    register(page, stack, username)
+    first = stored_session(page)
+    add(page, "before expiry")
+    page.wait_for_timeout(2500)
+    add(page, "after expiry")
+    expect(page.locator("#board-error")).to_have_text("")
+    assert len(refreshes) == 1
+    rotated = stored_session(page)
+    assert rotated["refresh"] != first["refresh"]  # the new refresh token was kept
+    page.reload()
+    page.wait_for_timeout(2500)
+    add(page, "after reload and expiry")
+    expect(page.locator("#current-user")).to_have_text(username)
+    expect(page.locator("#board-error")).to_have_text("")
+    assert len(refreshes) == 2
+    # Someone replays the first, spent refresh token: the server takes it for a stolen
+    # copy and ends the sign-in, so this browser is signed out at its next request.
+    assert api_status(page, stack, "POST", "/api/auth/refresh", first["refresh"]) == 401
+    page.get_by_label("新しいタスク").fill("after the replay")
+    page.get_by_label("新しいタスク").press("Enter")
+    expect(page.locator("#auth-error")).to_have_text("セッションの有効期限が切れました。もう一度ログインしてください")
+    context.close()
+
+
+def test_sign_out_with_an_expired_access_token_revokes_the_refresh_token(browser, short_stack, username):
+    stack = short_stack
+    context = browser.new_context(locale="ja-JP")
+    page = context.new_page()
+    register(page, stack, username)
+    add(page, "a task")
+    session = stored_session(page)
+    page.wait_for_timeout(2500)  # the access token has expired now
+    assert api_status(page, stack, "GET", "/api/auth/me", session["access"]) == 401
+    sent = []
+    page.on("request", lambda r: sent.append(r.url.removeprefix(stack.api_url)))
+    page.get_by_role("button", name="ログアウト", exact=True).click()
+    expect(page.locator("#auth-error")).to_have_text("ログアウトしました")
+    assert sent == ["/api/auth/logout"]  # no refresh first: the refresh token alone signs out
+    # The refresh token no longer works on the server: the session really ended.
+    assert api_status(page, stack, "POST", "/api/auth/refresh", session["refresh"]) == 401
+    context.close()
+
+
+def test_tabs_share_a_refreshed_session(browser, short_stack, username):
+    stack = short_stack
+    context = browser.new_context(locale="ja-JP")
+    first = context.new_page()
+    register(first, stack, username)
+    second = context.new_page()
+    second.goto(stack.frontend_url)
+    expect(second.locator("#current-user")).to_have_text(username)
+    first.wait_for_timeout(2500)
+    add(first, "from the first tab")  # refreshes: the second tab's refresh token is spent now
+    add(second, "from the second tab")  # must take over the first tab's tokens, not replay its own
+    expect(second.locator("#board-error")).to_have_text("")
+    first.reload()
+    expect(first.locator(".task .title")).to_have_text(["from the second tab", "from the first tab"])
+    context.close()
+
+
+def test_sign_out_everywhere(browser, stack, username):
+    laptop = browser.new_context(locale="ja-JP").new_page()
+    register(laptop, stack, username)
+    phone = browser.new_context(locale="ja-JP").new_page()
+    phone.goto(stack.frontend_url)
+    phone.get_by_label("ユーザー名").fill(username)
+    phone.get_by_label("パスワード", exact=True).fill(PASSWORD)
+    phone.get_by_role("button", name="ログイン", exact=True).click()
+    expect(phone.locator("#current-user")).to_have_text(username)
+    phone_session = stored_session(phone)
+
+    laptop.once("dialog", lambda dialog: dialog.accept())
+    laptop.get_by_role("button", name="すべての端末からログアウト").click()
+    expect(laptop.locator("#auth-error")).to_have_text("すべての端末からログアウトしました")
+    assert stored_session(laptop) is None
+    # The phone's tokens are dead on the server, and the phone finds out at its next request.
+    assert api_status(phone, stack, "POST", "/api/auth/refresh", phone_session["refresh"]) == 401
+    phone.get_by_label("新しいタスク").fill("too late")
+    phone.get_by_label("新しいタスク").press("Enter")
+    expect(phone.locator("#auth-error")).to_have_text("セッションの有効期限が切れました。もう一度ログインしてください")
+    laptop.context.close()
+    phone.context.close()
+
+
+def test_change_password(browser, stack, username):
+    page = browser.new_context(locale="ja-JP").new_page()
+    register(page, stack, username)
+    other = browser.new_context(locale="ja-JP").new_page()
+    other.goto(stack.frontend_url)
+    other.get_by_label("ユーザー名").fill(username)
+    other.get_by_label("パスワード", exact=True).fill(PASSWORD)
+    other.get_by_role("button", name="ログイン", exact=True).click()
+    expect(other.locator("#current-user")).to_have_text(username)
+
+    page.get_by_role("button", name="パスワード変更").click()
+    page.get_by_label("現在のパスワード").fill("not-my-password")
+    page.get_by_label("新しいパスワード").fill("a brand new secret")
+    page.get_by_role("button", name="変更する").click()
+    expect(page.locator("#password-error")).to_have_text("現在のパスワードが正しくありません")
+    page.get_by_label("現在のパスワード").fill(PASSWORD)
+    page.get_by_label("新しいパスワード").fill("password1234")
+    page.get_by_role("button", name="変更する").click()
+    expect(page.locator("#password-error")).to_contain_text("new_password:")
+    page.get_by_label("新しいパスワード").fill("a brand new secret")
+    page.get_by_role("button", name="変更する").click()
+    expect(page.locator("#board-notice")).to_have_text("パスワードを変更しました。ほかの端末はログアウトされました")
+    expect(page.locator("#password-form")).to_be_hidden()
+    add(page, "still signed in here")
+
+    other.get_by_label("新しいタスク").fill("signed out there")
+    other.get_by_label("新しいタスク").press("Enter")
+    expect(other.locator("#auth-error")).to_have_text("セッションの有効期限が切れました。もう一度ログインしてください")
+    other.get_by_label("ユーザー名").fill(username)
+    other.get_by_label("パスワード", exact=True).fill("a brand new secret")
+    other.get_by_role("button", name="ログイン", exact=True).click()
+    expect(other.locator("#current-user")).to_have_text(username)
+    page.context.close()
+    other.context.close()
 
 
 def test_api_down_is_shown_and_recovers(browser, tmp_path, username):

@@ -22,6 +22,13 @@ KNOWN_BAD_SECRETS = {"", "dev", "secret", "changeme", "change-me", "CHANGE_ME", 
 MIN_SECRET_LENGTH = 32
 
 
+POSITIVE_NUMBERS = (
+    "JWT_ACCESS_TOKEN_MINUTES", "JWT_REFRESH_TOKEN_DAYS", "TASKS_MAX_PER_PAGE", "TASKS_MAX_PER_USER",
+    "LOGIN_FAILURE_WINDOW_SECONDS", "LOGIN_BACKOFF_BASE_SECONDS", "LOGIN_BACKOFF_MAX_SECONDS",
+    "REGISTER_MAX_PER_CLIENT", "REGISTER_WINDOW_SECONDS",
+)
+
+
 class ConfigError(RuntimeError):
     """The configuration is unsafe or inconsistent; the app refuses to start."""
 
@@ -42,14 +49,29 @@ def defaults() -> dict:
         "LOG_DIR": None,
         "LOG_LEVEL": "INFO",
         "CORS_ORIGINS": [],
+        # X-Forwarded-For hops to trust (nginx: 1). Applied only to requests that arrive on
+        # the proxy's unix socket, never to TCP callers (see proxy.py).
         "TRUSTED_PROXIES": 0,
         "TASKS_PER_PAGE": 20,
         "TASKS_MAX_PER_PAGE": 100,
-        # Throttling of failed logins: this many failures inside the window
-        # locks the account (or the client address) until the oldest ages out.
-        "LOGIN_FAILURE_WINDOW_SECONDS": 15 * 60,
-        "LOGIN_MAX_FAILURES_PER_ACCOUNT": 5,
-        "LOGIN_MAX_FAILURES_PER_CLIENT": 20,
+        # A ceiling on one account's tasks, so one account cannot fill the disk. Far above
+        # what a person keeps (the benchmarks seed 100,000 tasks by SQL, never through the API).
+        "TASKS_MAX_PER_USER": 100_000,
+        # Failed logins slow down instead of locking: after the free failures, each further
+        # failure doubles the wait before the next try (base, 2 x base, 4 x base ... up to the
+        # cap). Counted per (account, client), so someone else's guesses never hold up the
+        # owner's other devices, and per client across accounts, against password spraying;
+        # the per-client allowance is larger because offices share one address. A success
+        # clears its (account, client) pair. Failures are forgotten after the window; it is
+        # far longer than the cap, or the waits would reset while an attacker keeps going.
+        "LOGIN_FAILURE_WINDOW_SECONDS": 24 * 3600,
+        "LOGIN_FREE_FAILURES_PER_ACCOUNT": 5,
+        "LOGIN_FREE_FAILURES_PER_CLIENT": 50,
+        "LOGIN_BACKOFF_BASE_SECONDS": 2,
+        "LOGIN_BACKOFF_MAX_SECONDS": 15 * 60,
+        # Registrations per client address inside the window (each costs a scrypt hash).
+        "REGISTER_MAX_PER_CLIENT": 20,
+        "REGISTER_WINDOW_SECONDS": 3600,
         "SQLITE_BUSY_TIMEOUT_MS": 5000,
         "RELEASE_INFO_FILE": None,
         "SQLALCHEMY_DATABASE_URI": None,
@@ -109,6 +131,9 @@ def _validate(app: Flask) -> None:
                     f"set it in {app.instance_path}/config.py or as {ENV_PREFIX}_{key} "
                     "(the deploy playbook generates one on the host)"
                 )
-    for key in ("JWT_ACCESS_TOKEN_MINUTES", "JWT_REFRESH_TOKEN_DAYS", "TASKS_MAX_PER_PAGE"):
-        if not isinstance(cfg[key], int | float) or cfg[key] <= 0:
+    for key in POSITIVE_NUMBERS:
+        if not isinstance(cfg[key], int | float) or isinstance(cfg[key], bool) or cfg[key] <= 0:
             raise ConfigError(f"{key} must be a positive number, not {cfg[key]!r}")
+    for key in ("TRUSTED_PROXIES", "LOGIN_FREE_FAILURES_PER_ACCOUNT", "LOGIN_FREE_FAILURES_PER_CLIENT"):
+        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 0:
+            raise ConfigError(f"{key} must be a whole number, 0 or more, not {cfg[key]!r}")

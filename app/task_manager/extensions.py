@@ -11,7 +11,8 @@ from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import MetaData, event
-from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .proxy import ProxiedClient
 
 # Named constraints, so that Alembic's batch mode can drop and recreate them on SQLite.
 NAMING_CONVENTION = {
@@ -66,6 +67,5 @@ def init_app(app: Flask) -> None:
             expose_headers=["Retry-After"],
             max_age=600,
         )
-    if app.config["TRUSTED_PROXIES"]:
-        hops = int(app.config["TRUSTED_PROXIES"])
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+    # Always installed: it also tells proxied (public) callers from direct ones on the host.
+    app.wsgi_app = ProxiedClient(app.wsgi_app, app.config["TRUSTED_PROXIES"])

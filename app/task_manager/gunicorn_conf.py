@@ -27,8 +27,17 @@ max_requests_jitter = max_requests // 10
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("TASK_MANAGER_GUNICORN_LOGLEVEL", "info")
-forwarded_allow_ips = os.environ.get("TASK_MANAGER_FORWARDED_ALLOW_IPS", "127.0.0.1")
+# gunicorn itself believes no forwarding header from anyone: TCP peers are trusted by no
+# address, and with no scheme or forwarder headers to take there is nothing to take from
+# unix-socket peers either (gunicorn trusts those unconditionally). The app alone decides,
+# and only for nginx's unix socket (task_manager/proxy.py).
+forwarded_allow_ips = ""
+secure_scheme_headers = {}
+forwarder_headers = ""
 proc_name = "task-manager"
+# gunicorn's runtime control socket: nothing here uses it, and the service may not
+# write where it would go (shared/ belongs to root).
+control_socket_disable = True
 
 
 def post_fork(server, worker):

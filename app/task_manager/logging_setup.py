@@ -9,7 +9,7 @@ needs no signal and no copytruncate, and each gunicorn worker appends on its own
 from __future__ import annotations
 
 import logging
-import re
+import unicodedata
 from logging.handlers import WatchedFileHandler
 from pathlib import Path
 
@@ -19,15 +19,38 @@ FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 ACCESS_FORMAT = "%(asctime)s %(message)s"
 APP_LOGGER = "task_manager"
 ACCESS_LOGGER = "task_manager.access"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _OWNED = "_task_manager_handler"
+SAFE_MAX = 200
+# Control (C0, DEL, C1 such as U+0085 NEL and U+009B CSI), format (bidi overrides such as
+# U+202E), line and paragraph separators (U+2028, U+2029), and surrogates, which UTF-8
+# cannot write. Viewers and splitlines() end a line at several of these, terminals act on
+# others, and bidi controls reorder what a person reads.
+_ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+# The escape character itself, and the quote that delimits fields of the access log.
+_ESCAPED_CHARACTERS = frozenset('\\"')
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
 
 
 def safe(value) -> str:
-    """A value fit for one log line: control characters escaped, length bounded,
-    so a hostile username cannot forge lines or flood the file."""
-    text = "" if value is None else str(value)
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text[:200])
+    """A value fit for one field of one log line: length bounded, and every character
+    that could end the line, end a quoted field or disguise the text written as an
+    escape (\\xNN, \\uNNNN), so a hostile username or path can neither forge lines nor
+    flood the file."""
+    text = "" if value is None else str(value)[:SAFE_MAX]
+    if text.isprintable() and not _ESCAPED_CHARACTERS.intersection(text):
+        return text  # the common case: nothing to look at character by character
+    return "".join(
+        _escape(c) if c in _ESCAPED_CHARACTERS or unicodedata.category(c) in _ESCAPED_CATEGORIES else c
+        for c in text
+    )
 
 
 def _handler(path: Path, level: int, fmt: str) -> logging.Handler:

@@ -36,6 +36,9 @@ class User(db.Model):
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Every token carries the version it was issued under; raising it ("sign out
+    # everywhere", a password change) makes every older token of the user invalid.
+    token_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     tasks: Mapped[list[Task]] = relationship(back_populates="user", cascade="all, delete-orphan", passive_deletes=True)
 
@@ -105,8 +108,28 @@ class RevokedToken(db.Model):
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 
+class TokenFamily(db.Model):
+    """One sign-in: the refresh tokens that descend from it by rotation.
+
+    Only the newest refresh token of a family (current_jti) may refresh. An older one
+    coming back means a copy is in someone else's hands, so the whole family ends. Access
+    tokens carry the family too, so ending it (theft, logout) ends them as well.
+    """
+
+    __tablename__ = "token_families"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    current_jti: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # When the newest refresh token expires; the row is of no use after that.
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 class LoginFailure(db.Model):
-    """One failed login, keyed by account or by client address, for throttling."""
+    """One throttled event: a failed login or a registration, keyed by what it counts
+    against ('pair:<account>|<client>', 'client:<client>', 'register:<client>')."""
 
     __tablename__ = "login_failures"
 

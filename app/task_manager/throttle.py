@@ -1,13 +1,23 @@
-"""Throttling of failed logins, shared by all workers through the database.
+"""Throttling of failed logins and of registrations, shared by all workers through the database.
 
-A key is 'user:<name>' or 'client:<address>'. When a key has reached its limit of
-failures inside the window, logins for it answer 429 until the oldest failure ages out.
+Failed logins never lock anything: each key gets some free failures, after which every
+further failure doubles the wait before the next try (up to a cap). Keys:
+
+  pair:<account>|<client>  the guesses at one account from one client. Someone else's
+                           failures never slow the owner down on their own devices.
+  client:<client>          every failure from one client, whatever the account, against
+                           one address spraying a password across many accounts.
+
+A success clears its pair. Registrations are counted per client ('register:<client>')
+and refused over a plain limit inside a window. A client is its IP address; an IPv6
+client is its /64, the block one subscriber usually holds.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import func, select
@@ -15,49 +25,110 @@ from sqlalchemy import func, select
 from .extensions import db
 from .models import LoginFailure, utcnow
 
+KEY_MAX = 160
+MAX_DOUBLINGS = 30  # 2**30 x base is beyond any cap: no need to compute larger powers
 
-def _window() -> timedelta:
-    return timedelta(seconds=current_app.config["LOGIN_FAILURE_WINDOW_SECONDS"])
+
+def client_key(address: str | None) -> str:
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return "unknown"
+    if ip.version == 4:
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))  # (int, prefix): no scope id to trip on
 
 
-def keys(username: str, client: str) -> list[tuple[str, int]]:
+def _pair(username: str, client: str | None) -> str:
+    # The account part comes first and is bounded (usernames are at most 64 characters).
+    return f"pair:{username.lower()[:64]}|{client_key(client)}"[:KEY_MAX]
+
+
+def _client(client: str | None) -> str:
+    return f"client:{client_key(client)}"[:KEY_MAX]
+
+
+def _register(client: str | None) -> str:
+    return f"register:{client_key(client)}"[:KEY_MAX]
+
+
+def _seconds(delta: timedelta) -> int | None:
+    seconds = delta.total_seconds()
+    return max(1, math.ceil(seconds)) if seconds > 0 else None
+
+
+def _count_and_newest(key: str, since: datetime) -> tuple[int, datetime | None]:
+    return db.session.execute(
+        select(func.count(LoginFailure.id), func.max(LoginFailure.failed_at)).where(
+            LoginFailure.key == key, LoginFailure.failed_at > since
+        )
+    ).one()
+
+
+def backoff(failures: int, free: int) -> float:
+    """Seconds to wait after `failures` failures of which `free` cost nothing."""
     cfg = current_app.config
-    return [
-        (f"user:{username.lower()}"[:160], cfg["LOGIN_MAX_FAILURES_PER_ACCOUNT"]),
-        (f"client:{client}"[:160], cfg["LOGIN_MAX_FAILURES_PER_CLIENT"]),
-    ]
+    if failures < free or failures == 0:
+        return 0.0
+    doublings = min(failures - max(free, 1), MAX_DOUBLINGS)
+    return float(min(cfg["LOGIN_BACKOFF_BASE_SECONDS"] * 2**doublings, cfg["LOGIN_BACKOFF_MAX_SECONDS"]))
 
 
-def retry_after(username: str, client: str) -> int | None:
-    """Seconds until a login may be tried again, or None when it may be tried now."""
+def login_retry_after(username: str, client: str | None) -> int | None:
+    """Seconds until this account may be tried again from this client, or None for now."""
+    cfg = current_app.config
     now = utcnow()
-    since = now - _window()
-    wait = 0.0
-    for key, limit in keys(username, client):
-        count, oldest = db.session.execute(
-            select(func.count(LoginFailure.id), func.min(LoginFailure.failed_at)).where(
-                LoginFailure.key == key, LoginFailure.failed_at > since
-            )
-        ).one()
-        if count >= limit:
-            # Failures beyond the limit push the unlock time out by the newest ones too.
-            nth = db.session.scalars(
-                select(LoginFailure.failed_at)
-                .where(LoginFailure.key == key, LoginFailure.failed_at > since)
-                .order_by(LoginFailure.failed_at.desc())
-                .offset(limit - 1)
-                .limit(1)
-            ).first() or oldest
-            wait = max(wait, (nth + _window() - now).total_seconds())
-    return max(1, math.ceil(wait)) if wait > 0 else None
+    since = now - timedelta(seconds=cfg["LOGIN_FAILURE_WINDOW_SECONDS"])
+    wait = timedelta(0)
+    for key, free in ((_pair(username, client), cfg["LOGIN_FREE_FAILURES_PER_ACCOUNT"]),
+                      (_client(client), cfg["LOGIN_FREE_FAILURES_PER_CLIENT"])):
+        count, newest = _count_and_newest(key, since)
+        delay = backoff(count, free)
+        if delay and newest is not None:
+            wait = max(wait, newest + timedelta(seconds=delay) - now)
+    return _seconds(wait)
 
 
-def record_failure(username: str, client: str) -> None:
+def record_login_failure(username: str, client: str | None) -> None:
     now = utcnow()
-    for key, _limit in keys(username, client):
-        db.session.add(LoginFailure(key=key, failed_at=now))
-    LoginFailure.query.filter(LoginFailure.failed_at < now - _window()).delete()
+    db.session.add(LoginFailure(key=_pair(username, client), failed_at=now))
+    db.session.add(LoginFailure(key=_client(client), failed_at=now))
+    _prune(now)
 
 
-def clear_account(username: str) -> None:
-    LoginFailure.query.filter(LoginFailure.key == f"user:{username.lower()}"[:160]).delete()
+def clear_login_failures(username: str, client: str | None) -> None:
+    LoginFailure.query.filter(LoginFailure.key == _pair(username, client)).delete()
+
+
+def register_retry_after(client: str | None) -> int | None:
+    """Seconds until this client may register again, or None for now."""
+    cfg = current_app.config
+    now = utcnow()
+    window = timedelta(seconds=cfg["REGISTER_WINDOW_SECONDS"])
+    limit = int(cfg["REGISTER_MAX_PER_CLIENT"])
+    key = _register(client)
+    # The registration that leaves the window soonest among the newest `limit` frees a place.
+    oldest_counted = db.session.scalars(
+        select(LoginFailure.failed_at)
+        .where(LoginFailure.key == key, LoginFailure.failed_at > now - window)
+        .order_by(LoginFailure.failed_at.desc())
+        .offset(limit - 1)
+        .limit(1)
+    ).first()
+    return None if oldest_counted is None else _seconds(oldest_counted + window - now)
+
+
+def record_registration(client: str | None) -> None:
+    now = utcnow()
+    db.session.add(LoginFailure(key=_register(client), failed_at=now))
+    _prune(now)
+
+
+def _prune(now: datetime) -> None:
+    cfg = current_app.config
+    keep = max(cfg["LOGIN_FAILURE_WINDOW_SECONDS"], cfg["REGISTER_WINDOW_SECONDS"])
+    LoginFailure.query.filter(LoginFailure.failed_at < now - timedelta(seconds=keep)).delete()

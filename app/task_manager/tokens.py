@@ -1,14 +1,25 @@
-"""JWT behaviour: identities, the revocation list, and 401s for every token failure."""
+"""JWT behaviour: identities, revocation, refresh token rotation, and 401s for every token failure.
+
+A token is refused (401 token_revoked) when its own id is on the revocation list, when
+its sign-in (family) has ended, or when it was issued under an older token version of
+its user. Tokens from before families and versions existed carry neither claim: they
+count as version 0 and as a family of their own, so an update signs nobody out.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 
-from flask_jwt_extended import decode_token
+from flask import current_app
+from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
+from sqlalchemy import update
 
-from .errors import error_response
+from .errors import ApiError, error_response
 from .extensions import db, jwt
-from .models import RevokedToken, User, utcnow
+from .models import RevokedToken, TokenFamily, User, utcnow
+
+REVOKED_MESSAGE = "認証トークンは無効化されています"
 
 
 @jwt.user_identity_loader
@@ -26,7 +37,16 @@ def load_user(_header: dict, payload: dict) -> User | None:
 
 @jwt.token_in_blocklist_loader
 def is_revoked(_header: dict, payload: dict) -> bool:
-    return db.session.get(RevokedToken, payload["jti"]) is not None
+    user = load_user(_header, payload)
+    if user is None:
+        return False  # left to the user lookup, which answers user_not_found
+    if payload.get("ver", 0) != user.token_version or db.session.get(RevokedToken, payload["jti"]) is not None:
+        return True
+    family_id = payload.get("fam")
+    if family_id is None:
+        return False
+    family = db.session.get(TokenFamily, str(family_id))
+    return family is None or family.revoked_at is not None
 
 
 def _unauthorized(error: str, message: str):
@@ -50,7 +70,7 @@ def expired_token(_header: dict, _payload: dict):
 
 @jwt.revoked_token_loader
 def revoked_token(_header: dict, _payload: dict):
-    return _unauthorized("token_revoked", "認証トークンは無効化されています")
+    return _unauthorized("token_revoked", REVOKED_MESSAGE)
 
 
 @jwt.user_lookup_error_loader
@@ -66,6 +86,92 @@ def verification_failed(_header: dict, _payload: dict):
 @jwt.needs_fresh_token_loader
 def needs_fresh(_header: dict, _payload: dict):
     return _unauthorized("token_not_fresh", "再ログインが必要です")
+
+
+def issue(user: User, family: TokenFamily | None = None) -> tuple[str, str]:
+    """An access and a refresh token for the user: a new sign-in (family) unless one is
+    given, in which case its refresh token is rotated. The caller commits."""
+    now = utcnow()
+    refresh_jti = str(uuid.uuid4())
+    if family is None:
+        family = TokenFamily(
+            id=uuid.uuid4().hex, user_id=user.id, current_jti=refresh_jti, created_at=now,
+            expires_at=now + current_app.config["JWT_REFRESH_TOKEN_EXPIRES"],
+        )
+        db.session.add(family)
+    else:
+        family.current_jti = refresh_jti
+    claims = {"ver": user.token_version, "fam": family.id}
+    # A rotated refresh token keeps the sign-in's end: rotation never makes a session longer.
+    refresh_lifetime = max(family.expires_at - now, timedelta(seconds=1))
+    access = create_access_token(identity=user, additional_claims=claims)
+    refresh = create_refresh_token(
+        identity=user, additional_claims={**claims, "jti": refresh_jti}, expires_delta=refresh_lifetime
+    )
+    return access, refresh
+
+
+def _refused() -> ApiError:
+    return ApiError(401, "token_revoked", REVOKED_MESSAGE, headers={"WWW-Authenticate": "Bearer"})
+
+
+def rotate(payload: dict, user: User) -> tuple[str, str]:
+    """New tokens for a valid refresh token, which is spent by this call.
+
+    Only the newest refresh token of a family may refresh. An older one is a copy that
+    was used already, by its owner or by a thief, and nobody can tell which: the family
+    ends, and whoever holds its tokens signs in again.
+    """
+    family_id = payload.get("fam")
+    if family_id is None:
+        # From before rotation existed: spent now, and its successor starts a family.
+        revoke(payload)
+        return issue(user)
+    # Compare-and-set, so that two workers refreshing one token at once cannot both win.
+    claimed = db.session.execute(
+        update(TokenFamily)
+        .where(TokenFamily.id == family_id, TokenFamily.current_jti == payload["jti"],
+               TokenFamily.revoked_at.is_(None))
+        .values(current_jti=f"spent:{payload['jti']}"[:64])
+        .execution_options(synchronize_session=False)
+    ).rowcount
+    if claimed != 1:
+        revoke_family(str(family_id))
+        db.session.commit()
+        current_app.logger.warning(
+            "リフレッシュトークンの再利用を検出、セッションを無効化: user_id=%s family=%s", user.id, family_id
+        )
+        raise _refused()
+    family = db.session.get(TokenFamily, str(family_id), populate_existing=True)
+    return issue(user, family)
+
+
+def revoke_family(family_id: str) -> None:
+    db.session.execute(
+        update(TokenFamily)
+        .where(TokenFamily.id == family_id, TokenFamily.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
+def end_session(payload: dict) -> None:
+    """Revoke the token and, when it belongs to a sign-in, every token of that sign-in."""
+    revoke(payload)
+    if payload.get("fam") is not None:
+        revoke_family(str(payload["fam"]))
+
+
+def sign_out_everywhere(user: User) -> None:
+    """Every token the user holds stops working (the caller commits). The version alone
+    would do; the sign-ins are marked ended too, so the table says what happened."""
+    user.token_version += 1
+    db.session.execute(
+        update(TokenFamily)
+        .where(TokenFamily.user_id == user.id, TokenFamily.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
 
 
 def revoke(payload: dict) -> None:
@@ -89,5 +195,7 @@ def decode_refresh_token(token: str) -> dict | None:
 
 
 def prune_expired() -> int:
-    """Forget revocations of tokens that have expired anyway; keeps the table small."""
-    return RevokedToken.query.filter(RevokedToken.expires_at < utcnow()).delete()
+    """Forget revocations and sign-ins whose tokens have expired anyway; keeps the tables small."""
+    now = utcnow()
+    return (RevokedToken.query.filter(RevokedToken.expires_at < now).delete()
+            + TokenFamily.query.filter(TokenFamily.expires_at < now).delete())

@@ -28,16 +28,27 @@ def app_config(tmp_path):
     return make_config(tmp_path)
 
 
-@pytest.fixture
-def app(app_config):
-    app = create_app(app_config)
+def migrated_app(config: dict):
+    app = create_app(config)
     with app.app_context():
         upgrade(directory=MIGRATIONS_DIR)
+    return app
+
+
+@pytest.fixture
+def app(app_config):
+    app = migrated_app(app_config)
     yield app
     with app.app_context():
         from task_manager.extensions import db
 
         db.engine.dispose()
+
+
+@pytest.fixture
+def app_with(tmp_path):
+    """An app on its own migrated database, with some settings changed."""
+    return lambda **overrides: migrated_app(make_config(tmp_path, **overrides))
 
 
 @pytest.fixture

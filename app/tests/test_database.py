@@ -123,3 +123,26 @@ def test_models_match_migrations(app, runner):
         with db.engine.connect() as conn:
             diff = compare_metadata(MigrationContext.configure(conn), db.metadata)
     assert diff == []
+
+
+def test_migration_0003_keeps_users_and_goes_back_down(app):
+    from flask_migrate import downgrade, upgrade
+
+    from task_manager.extensions import MIGRATIONS_DIR
+
+    def columns(table):
+        return {r[1] for r in db.session.execute(text(f"PRAGMA table_info({table})"))}
+
+    with app.app_context():
+        downgrade(directory=MIGRATIONS_DIR, revision="0002")
+        assert "token_version" not in columns("users")
+        tables = {r[0] for r in db.session.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))}
+        assert "token_families" not in tables
+        db.session.execute(text("INSERT INTO users (username, password_hash, created_at) "
+                                "VALUES ('old', 'x', '2024-01-01 00:00:00')"))
+        db.session.commit()
+        upgrade(directory=MIGRATIONS_DIR)
+        assert db.session.execute(text("SELECT token_version FROM users WHERE username = 'old'")).scalar() == 0
+        assert {"id", "user_id", "current_jti", "expires_at", "revoked_at"} <= columns("token_families")
+        fks = db.session.execute(text("PRAGMA foreign_key_list(token_families)")).all()
+        assert [(fk[2], fk[6]) for fk in fks] == [("users", "CASCADE")]

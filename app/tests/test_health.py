@@ -12,7 +12,7 @@ def test_health_reports_the_manuals_json(client):
     assert body["message"] == "タスク管理API は正常に動作中です"
     assert body["version"] == __version__
     assert body["checks"] == {"database": "ok"}
-    assert body["schema_revision"] == "0002"
+    assert body["schema_revision"] == "0003"
 
 
 def test_health_is_503_when_the_database_is_unusable(tmp_path):
@@ -49,3 +49,64 @@ def test_health_reports_the_release_record(tmp_path):
     assert body["revision"] == "abc123"
     assert "x" not in body
     assert os.path.exists(record)
+
+
+def _release_app(tmp_path):
+    record = tmp_path / "RELEASE.json"
+    record.write_text('{"release": "v1.2.0", "revision": "abc123", "built_at": "2026-01-01T00:00:00Z"}')
+    app = create_app(make_config(tmp_path, RELEASE_INFO_FILE=str(record), TRUSTED_PROXIES=1))
+    with app.app_context():
+        from flask_migrate import upgrade
+
+        from task_manager.extensions import MIGRATIONS_DIR
+
+        upgrade(directory=MIGRATIONS_DIR)
+    return app
+
+
+# A request from nginx's unix socket: gunicorn leaves REMOTE_ADDR empty.
+PUBLIC = {"REMOTE_ADDR": "", "HTTP_X_FORWARDED_FOR": "203.0.113.5"}
+DETAILS = {"revision", "built_at", "schema_revision"}
+
+
+def test_anonymous_public_health_leaves_out_the_build_details(tmp_path):
+    client = _release_app(tmp_path).test_client()
+    body = client.get("/health", environ_base=PUBLIC).get_json()
+    assert body["status"] == "OK"
+    assert body["release"] == "v1.2.0"  # the playbooks read it through nginx too
+    assert body["checks"] == {"database": "ok"}
+    assert {"status", "message", "version", "release", "checks"} <= set(body)
+    assert not DETAILS & set(body)
+    # A bad, expired or refresh token counts as no token, never as an error.
+    for token in ("garbage", "a.b.c"):
+        answer = client.get("/health", environ_base=PUBLIC, headers={"Authorization": f"Bearer {token}"})
+        assert answer.status_code == 200
+        assert not DETAILS & set(answer.get_json())
+
+
+def test_local_direct_and_signed_in_callers_get_everything(tmp_path):
+    client = _release_app(tmp_path).test_client()
+    local = client.get("/health", environ_base={"REMOTE_ADDR": "127.0.0.1"}).get_json()
+    assert set(local) >= DETAILS
+    assert local["revision"] == "abc123"
+    client.post("/api/auth/register", json={"username": "alice", "password": "correct-horse-battery"})
+    tokens = client.post("/api/auth/login", json={"username": "alice", "password": "correct-horse-battery"}).get_json()
+    signed_in = client.get("/health", environ_base=PUBLIC,
+                           headers={"Authorization": f"Bearer {tokens['access_token']}"})
+    assert set(signed_in.get_json()) >= DETAILS
+    refresh_only = client.get("/health", environ_base=PUBLIC,
+                              headers={"Authorization": f"Bearer {tokens['refresh_token']}"})
+    assert not DETAILS & set(refresh_only.get_json())
+
+
+def test_a_direct_caller_from_elsewhere_is_public(tmp_path):
+    # gunicorn bound to a public address by an operator: a TCP peer that is not this host.
+    body = _release_app(tmp_path).test_client().get("/health", environ_base={"REMOTE_ADDR": "192.0.2.10"}).get_json()
+    assert not DETAILS & set(body)
+
+
+def test_unhealthy_public_answer_also_leaves_out_the_details(tmp_path):
+    app = create_app(make_config(tmp_path))
+    response = app.test_client().get("/health", environ_base=PUBLIC)
+    assert response.status_code == 503
+    assert "schema_revision" not in response.get_json()

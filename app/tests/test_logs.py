@@ -40,11 +40,91 @@ def test_no_password_or_token_in_any_log(tmp_path, api):
         assert secret not in everything
 
 
+# Every character that ends a line somewhere (\n, \r, NEL U+0085, LS U+2028, PS U+2029,
+# VT, FF, FS-RS), starts a terminal sequence (ESC, CSI U+009B), reorders text (U+202E),
+# or ends a quoted field (") or fakes an escape (\\).
+HOSTILE = ['\n', '\r', '\x85', '\u2028', '\u2029', '\x0b', '\x0c', '\x1c', '\x1e', '\x1b[31m', '\x9b', '\u202e',
+           '"', '\\', '\x00', '\x7f', '\ufeff', '\U000e0001']
+FORGED = '2024-01-01 00:00:00,000 WARNING [1] task_manager: 認証失敗: username=admin client=6.6.6.6'
+
+
+def lines_of(tmp_path, name) -> list[str]:
+    # str.splitlines() breaks at every character a log viewer might: the strictest reading.
+    return read(tmp_path, name).splitlines()
+
+
+def test_safe_escapes_everything_that_could_end_a_line_or_a_field():
+    from task_manager.logging_setup import safe
+
+    for char in HOSTILE:
+        escaped = safe(f"a{char}b")
+        assert len(escaped.splitlines()) == 1, repr(char)
+        assert '"' not in escaped
+        assert escaped.isprintable(), repr(escaped)
+    assert safe('\u2028\x85\x9b"\\\n\u202e') == "\\u2028\\x85\\x9b\\x22\\x5c\\x0a\\u202e"
+    assert safe("ユーザー　名 ok") == "ユーザー　名 ok"  # ordinary text, ideographic space included, is kept
+    assert safe("x" * 500) == "x" * 200
+    assert safe(None) == ""
+
+
 def test_hostile_username_cannot_forge_log_lines(tmp_path, client):
-    client.post("/api/auth/login", json={"username": "x\n2024-01-01 INFO forged", "password": "p"})
-    log = read(tmp_path, "task_manager.log")
-    assert not any(line.startswith("2024-01-01 INFO forged") for line in log.splitlines())
-    assert "x\\x0a2024-01-01" in log
+    # Control characters never get as far as the log: such a name is refused outright.
+    refused = client.post("/api/auth/login", json={"username": "x\u2028" + FORGED, "password": "p"})
+    assert refused.status_code == 400
+    assert refused.get_json()["field"] == "username"
+    # What may reach it (quotes, backslashes) is escaped.
+    client.post("/api/auth/login", json={"username": 'x" client=6.6.6.6 \\', "password": "p"})
+    log = lines_of(tmp_path, "task_manager.log")
+    assert not any("6.6.6.6" in line and "x\\x22 client=6.6.6.6 \\x5c" not in line for line in log)
+    failed = [line for line in log if "認証失敗" in line]
+    assert len(failed) == 1
+    assert failed[0].endswith("client=127.0.0.1")
+
+
+def test_hostile_path_cannot_add_a_line_or_a_status(tmp_path, client):
+    from urllib.parse import quote
+
+    for char in HOSTILE:
+        fake = f'/x{char}" 200 0.1ms 5{char}{FORGED}'
+        client.get(quote(fake, safe="/"), query_string={"q": f'{char}" 200 1.0ms 1'})
+    access = lines_of(tmp_path, "access.log")
+    assert len(access) == len(HOSTILE)
+    pattern = re.compile(r'\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} 127\.0\.0\.1 "GET [^"]*" 404 \d+\.\dms \d+')
+    for line in access:
+        assert pattern.fullmatch(line), line
+    app_log = lines_of(tmp_path, "task_manager.log")
+    assert len(app_log) == len(HOSTILE)  # one "HTTP 404" warning each, and nothing forged
+    assert all(" WARNING " in line and "HTTP 404 GET" in line for line in app_log)
+
+
+def _check_script():
+    from importlib.machinery import SourceFileLoader
+    from importlib.util import module_from_spec, spec_from_loader
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "roles" / "check" / "files" / "task-manager-check"
+    loader = SourceFileLoader("task_manager_check", str(path))
+    module = module_from_spec(spec_from_loader(loader.name, loader))
+    loader.exec_module(module)
+    return module
+
+
+def test_the_host_check_counts_only_real_lines(tmp_path, client):
+    """roles/check's task-manager-check reads these logs: hostile input cannot inflate it."""
+    check = _check_script()
+    client.post("/api/auth/register", json={"username": "alice", "password": PASSWORD})
+    client.post("/api/auth/login", json={"username": "alice", "password": "wrong-password"})  # one real failure
+    # Text made to look like a failed login or a slow request, in a name and in paths.
+    client.post("/api/auth/login", json={"username": "認証失敗", "password": "p"})  # a real failure too
+    client.get("/api/" + '" 200 99999.9ms 1 認証失敗')
+    client.get("/health", query_string={"x": '" 500 88888.8ms 1'})
+    task_log = lines_of(tmp_path, "task_manager.log")
+    assert check.failed_logins(line + "\n" for line in task_log) == 2
+    assert sum("認証失敗" in line for line in task_log) > 2  # what the old substring count would have said
+    durations = check.request_durations(line + "\n" for line in lines_of(tmp_path, "access.log"))
+    assert len(durations) == 2  # the two GETs; register and login are left out as slow by design
+    assert max(durations) < 10_000
+    assert check.error_lines([FORGED.replace("WARNING", "ERROR") + "\n", "x ERROR y\n"]) == 1
 
 
 def test_errors_log_only_has_errors(tmp_path, client):

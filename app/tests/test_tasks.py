@@ -207,3 +207,60 @@ def test_clear_completed(api, api_factory):
     assert response.get_json() == {"deleted": 1}
     assert [t["title"] for t in api.get("/api/tasks").get_json()["tasks"]] == ["open"]
     assert bob.get("/api/tasks").get_json()["total"] == 1
+
+
+@pytest.mark.parametrize(
+    "char", ["\x1b", "\x07", "\x00", "\u202e", "\u2028", "\u2029", "\x85", "\x9b", "\u200b", "\ufeff", "\n", "\t",
+             "\U000e0001"],
+)
+def test_titles_refuse_control_and_format_characters(api, char):
+    for title in (f"before{char}after", f"trailing{char}", f"{char}leading"):
+        response = api.post("/api/tasks", json={"title": title})
+        assert response.status_code == 400, repr(title)
+        body = response.get_json()
+        assert (body["error"], body["field"]) == ("validation_error", "title")
+        assert f"U+{ord(char):04X}" in body["message"]
+    task = api.task(title="ok")
+    assert api.patch(f"/api/tasks/{task['id']}", json={"title": f"x{char}"}).get_json()["field"] == "title"
+
+
+@pytest.mark.parametrize("char", ["\x1b", "\x07", "\x00", "\u202e", "\u2028", "\x85", "\x0b", "\x7f"])
+def test_descriptions_refuse_control_characters_but_newline_and_tab(api, char):
+    response = api.post("/api/tasks", json={"title": "t", "description": f"line{char}"})
+    assert response.status_code == 400
+    assert response.get_json()["field"] == "description"
+
+
+def test_descriptions_keep_lines_and_tabs_and_store_crlf_as_lf(api):
+    task = api.task(title="t", description="one\r\ntwo\rthree\n\tfour")
+    assert task["description"] == "one\ntwo\nthree\n\tfour"
+    assert api.task(title="ふつうの　タイトル 🙂", description="説明")["title"] == "ふつうの　タイトル 🙂"
+
+
+@pytest.mark.parametrize("q", ["\x1b[31m", "a\u202eb", "a\u2028", "\x00"])
+def test_search_refuses_control_characters(api, q):
+    from urllib.parse import quote
+
+    response = api.get(f"/api/tasks?q={quote(q)}")
+    assert response.status_code == 400
+    assert response.get_json()["field"] == "q"
+
+
+def test_task_quota_per_user(app_with):
+    from tests.conftest import Api
+
+    app = app_with(TASKS_MAX_PER_USER=3)
+    alice, bob = Api(app.test_client(), "alice"), Api(app.test_client(), "bob")
+    for n in range(3):
+        alice.task(title=f"t{n}")
+    response = alice.post("/api/tasks", json={"title": "one too many"})
+    assert response.status_code == 403
+    body = response.get_json()
+    assert body["error"] == "task_limit_reached"
+    assert "3件" in body["message"]
+    assert alice.post("/api/tasks", json={"title": ""}).status_code == 400  # a bad body is still named first
+    assert bob.task(title="bob's own")["title"] == "bob's own"  # a limit per user, not for everyone
+    first = alice.get("/api/tasks").get_json()["tasks"][0]
+    assert alice.patch(f"/api/tasks/{first['id']}", json={"title": "edited"}).status_code == 200
+    assert alice.delete(f"/api/tasks/{first['id']}").status_code == 204
+    alice.task(title="room again")

@@ -1,7 +1,13 @@
 // The API client: tokens kept across reloads, a silent refresh when the access
 // token expires, and errors that always carry the API's own message.
+//
+// Refresh tokens are single use: every refresh answers with a new one, and sending a
+// spent one again ends the whole sign-in on the server (it looks like a stolen copy).
+// Tabs share the session in localStorage, so a refresh takes a lock across tabs and
+// first looks whether another tab has already refreshed.
 
-const STORAGE_KEY = "task-manager.session";
+export const STORAGE_KEY = "task-manager.session";
+const REFRESH_LOCK = "task-manager.refresh";
 
 export class ApiError extends Error {
   constructor(status, code, message, retryAfter = null) {
@@ -35,20 +41,49 @@ export class Api {
 
   async login(username, password) {
     const body = await this.request("POST", "/api/auth/login", { username, password }, { auth: false });
-    this.session = { access: body.access_token, refresh: body.refresh_token, user: body.user };
-    saveSession(this.session);
+    this.keep(body);
     return body.user;
   }
 
+  // Ends the sign-in on the server with the refresh token alone, so an expired access
+  // token does not matter. Returns false when the server could not be told (offline).
   async logout() {
-    const session = this.session;
+    const session = loadSession() ?? this.session;
     this.clear();
-    if (!session) return;
+    if (!session) return true;
     try {
-      await this.send("POST", "/api/auth/logout", { refresh_token: session.refresh }, session.access);
-    } catch {
-      // The tokens are gone from this browser either way; an expired one needs no revoking.
+      await this.send("POST", "/api/auth/logout", undefined, session.refresh);
+    } catch (error) {
+      // 401: the sign-in had already ended on the server (expired, revoked): nothing to do.
+      return error instanceof ApiError;
     }
+    return true;
+  }
+
+  // Every device of this user is signed out, this one too.
+  async logoutAll() {
+    await this.request("POST", "/api/auth/logout-all");
+    this.clear();
+  }
+
+  async changePassword(currentPassword, newPassword) {
+    const body = await this.request("POST", "/api/auth/password", {
+      current_password: currentPassword,
+      new_password: newPassword,
+    });
+    this.keep(body);
+    return body.user;
+  }
+
+  // Another tab signed in, refreshed or signed out: take over what it stored.
+  adoptStored() {
+    this.session = loadSession();
+    return this.session;
+  }
+
+  keep(body) {
+    this.session = { access: body.access_token, refresh: body.refresh_token, user: body.user };
+    saveSession(this.session);
   }
 
   clear() {
@@ -96,27 +131,36 @@ export class Api {
     }
   }
 
-  // One refresh at a time, however many requests found the token expired.
+  // One refresh at a time, however many requests (or tabs) found the token expired.
   async refresh() {
     if (!this.refreshing) {
-      this.refreshing = (async () => {
-        const session = this.session;
-        try {
-          const body = await this.send("POST", "/api/auth/refresh", undefined, session?.refresh);
-          this.session = { ...session, access: body.access_token };
-          saveSession(this.session);
-        } catch (error) {
-          if (error instanceof ApiError) {
-            this.clear();
-            this.onSessionEnd("セッションの有効期限が切れました。もう一度ログインしてください");
-          }
-          throw error;
-        } finally {
-          this.refreshing = null;
-        }
-      })();
+      const stale = this.session;
+      const run = () => this.refreshOnce(stale);
+      const locked = navigator.locks ? navigator.locks.request(REFRESH_LOCK, run) : run();
+      this.refreshing = locked.finally(() => {
+        this.refreshing = null;
+      });
     }
     return this.refreshing;
+  }
+
+  async refreshOnce(stale) {
+    const stored = loadSession();
+    if (stored && stale && stored.refresh !== stale.refresh && stored.user?.id === stale.user?.id) {
+      this.session = stored; // another tab refreshed meanwhile: its tokens are the live ones
+      return;
+    }
+    const session = stored ?? stale;
+    try {
+      const body = await this.send("POST", "/api/auth/refresh", undefined, session?.refresh);
+      this.keep(body);
+    } catch (error) {
+      if (error instanceof ApiError) {
+        this.clear();
+        this.onSessionEnd("セッションの有効期限が切れました。もう一度ログインしてください");
+      }
+      throw error;
+    }
   }
 
   async send(method, path, body, token) {

@@ -1,6 +1,6 @@
 // The task board. User text is only ever set with textContent, never as HTML.
 
-import { Api, ApiError, OfflineError } from "./api.js";
+import { Api, ApiError, OfflineError, STORAGE_KEY } from "./api.js";
 
 const PER_PAGE = 100;
 const FILTERS = {
@@ -81,6 +81,8 @@ function setOffline(offline) {
 // ---- Sign in and register ----------------------------------------------------------------
 
 function showAuth(message = "") {
+  closePasswordForm();
+  $("#board-notice").textContent = "";
   $("#board-view").hidden = true;
   $("#auth-view").hidden = false;
   setAuthMode("login");
@@ -335,6 +337,79 @@ async function addTask(event) {
   }
 }
 
+// ---- Sign out, everywhere, and the password -------------------------------------------
+
+async function logout() {
+  const told = await api.logout();
+  // Offline, the server could not be told: say so, the sign-in may still be alive there.
+  showAuth(
+    told
+      ? "ログアウトしました"
+      : "ログアウトしました (サーバーに接続できず、サーバー側のセッションは残っている可能性があります)",
+  );
+}
+
+async function logoutEverywhere() {
+  if (!confirm("すべての端末 (この端末を含む) からログアウトしますか？")) return;
+  try {
+    await api.logoutAll();
+    showAuth("すべての端末からログアウトしました");
+  } catch (error) {
+    handleBoardError(error);
+  }
+}
+
+function openPasswordForm() {
+  $("#password-form").hidden = false;
+  $("#password-toggle").setAttribute("aria-expanded", "true");
+  $("#password-error").textContent = "";
+  $("#current-password").focus();
+}
+
+function closePasswordForm() {
+  $("#password-form").reset();
+  $("#password-form").hidden = true;
+  $("#password-toggle").setAttribute("aria-expanded", "false");
+}
+
+async function changePassword(event) {
+  event.preventDefault();
+  const current = $("#current-password").value;
+  const next = $("#new-password").value;
+  if (!current || !next) {
+    $("#password-error").textContent = "現在のパスワードと新しいパスワードを入力してください";
+    return;
+  }
+  const button = event.submitter ?? $("#password-form button[type=submit]");
+  button.disabled = true;
+  try {
+    await api.changePassword(current, next);
+    closePasswordForm();
+    $("#board-notice").textContent = "パスワードを変更しました。ほかの端末はログアウトされました";
+    $("#password-toggle").focus();
+  } catch (error) {
+    if (error instanceof OfflineError || (error instanceof ApiError && error.status === 401 && !api.user)) {
+      handleBoardError(error);
+    } else {
+      showError($("#password-error"), error);
+    }
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// Another tab signed in, refreshed or signed out: follow it.
+function followOtherTabs(event) {
+  if (event.key !== STORAGE_KEY) return;
+  const session = api.adoptStored();
+  const onBoard = !$("#board-view").hidden;
+  if (!session) {
+    if (onBoard) showAuth("ログアウトしました");
+  } else if (!onBoard || session.user?.username !== $("#current-user").textContent) {
+    showBoard().catch(handleBoardError);
+  }
+}
+
 function debounce(fn, ms) {
   let timer;
   return (...args) => {
@@ -355,10 +430,21 @@ function wire() {
       $("#add-form").requestSubmit();
     }
   });
-  $("#logout").addEventListener("click", async () => {
-    await api.logout();
-    showAuth("ログアウトしました");
+  $("#logout").addEventListener("click", logout);
+  $("#logout-all").addEventListener("click", logoutEverywhere);
+  $("#password-toggle").addEventListener("click", () =>
+    $("#password-form").hidden ? openPasswordForm() : closePasswordForm(),
+  );
+  $("#password-cancel").addEventListener("click", closePasswordForm);
+  $("#password-form").addEventListener("submit", changePassword);
+  $("#password-form").addEventListener("keydown", (event) => {
+    if (event.key === "Escape") {
+      event.preventDefault();
+      closePasswordForm();
+      $("#password-toggle").focus();
+    }
   });
+  window.addEventListener("storage", followOtherTabs);
   for (const link of document.querySelectorAll("[data-filter]")) {
     link.addEventListener("click", (event) => {
       event.preventDefault();

@@ -1,13 +1,16 @@
-"""/api/auth: register, login (throttled), refresh, logout (revocation), me."""
+"""/api/auth: register (throttled), login (throttled), refresh (rotating), logout, logout-all,
+password change, me."""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, request
-from flask_jwt_extended import create_access_token, create_refresh_token, current_user, get_jwt, jwt_required
+from flask_jwt_extended import current_user, get_jwt, jwt_required, verify_jwt_in_request
+from flask_jwt_extended.exceptions import NoAuthorizationError
+from jwt import ExpiredSignatureError
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .. import throttle, tokens, validation
+from .. import proxy, throttle, tokens, validation
 from ..errors import ApiError
 from ..extensions import db
 from ..logging_setup import safe
@@ -19,6 +22,7 @@ bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 # much time as a wrong password and timing reveals nothing.
 _DUMMY_HASH = generate_password_hash("timing-equaliser-not-a-password")
 LOGIN_FAILED = "ユーザー名またはパスワードが正しくありません"
+TOKEN_FIELDS = {"access_token", "refresh_token"}
 
 
 def hash_password(password: str) -> str:
@@ -36,15 +40,31 @@ def create_user(username: str, password: str) -> User:
     return user
 
 
-def _token_response(user: User, status: int = 200):
+@bp.after_request
+def never_cache(response):
+    # Answers here carry tokens or say who is signed in: no browser or proxy may keep them.
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Pragma"] = "no-cache"
+    return response
+
+
+def _client() -> str | None:
+    return proxy.client_address(request)
+
+
+def _tokens_response(user: User, access: str, refresh: str):
     expires = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
     return jsonify(
-        access_token=create_access_token(identity=user),
-        refresh_token=create_refresh_token(identity=user),
+        access_token=access,
+        refresh_token=refresh,
         token_type="Bearer",  # noqa: S106  (the scheme name, not a secret)
         expires_in=int(expires.total_seconds()),
         user=user.to_dict(),
-    ), status
+    )
+
+
+def _too_many(message: str, wait: int) -> ApiError:
+    return ApiError(429, "too_many_attempts", message, headers={"Retry-After": str(wait)})
 
 
 @bp.post("/register")
@@ -53,75 +73,141 @@ def register():
     validation.reject_unknown(data, {"username", "password"})
     username = validation.username(data)
     password = validation.password(data)
+    client = _client()
+    # Counted once the input is valid: every such request costs a lookup and most a scrypt hash.
+    wait = throttle.register_retry_after(client)
+    if wait is not None:
+        current_app.logger.warning("登録制限中: client=%s retry_after=%ss", safe(client), wait)
+        raise _too_many(f"登録の試行が多すぎます。{wait}秒後に再試行してください", wait)
+    throttle.record_registration(client)
+    db.session.commit()
     if db.session.scalar(db.select(User.id).where(User.username == username)) is not None:
         raise ApiError(409, "username_taken", "このユーザー名は既に使われています", field="username")
     user = create_user(username, password)
-    current_app.logger.info("ユーザー登録: username=%s client=%s", safe(username), safe(request.remote_addr))
+    current_app.logger.info("ユーザー登録: username=%s client=%s", safe(username), safe(client))
     return jsonify(user=user.to_dict()), 201
+
+
+def _login_wait_or_raise(username: str, client: str | None, what: str) -> None:
+    wait = throttle.login_retry_after(username, client)
+    if wait is not None:
+        current_app.logger.warning(
+            "認証失敗 (%s待機中): username=%s client=%s retry_after=%ss", what, safe(username), safe(client), wait
+        )
+        raise _too_many(f"ログイン試行が多すぎます。{wait}秒後に再試行してください", wait)
 
 
 @bp.post("/login")
 def login():
     data = validation.json_object()
     validation.reject_unknown(data, {"username", "password"})
-    username = validation.string(data, "username", required=True)
+    username = validation.login_username(data)
     password = validation.password(data, check_rules=False)
-    if not 1 <= len(username) <= 64:
-        raise validation.invalid("username", "1〜64文字で指定してください")
-    client = request.remote_addr or "unknown"
-    wait = throttle.retry_after(username, client)
-    if wait is not None:
-        current_app.logger.warning(
-            "認証失敗 (ロック中): username=%s client=%s retry_after=%ss", safe(username), safe(client), wait
-        )
-        raise ApiError(
-            429, "too_many_attempts", f"ログイン試行が多すぎます。{wait}秒後に再試行してください",
-            headers={"Retry-After": str(wait)},
-        )
+    client = _client()
+    _login_wait_or_raise(username, client, "")
     user = db.session.scalar(db.select(User).where(User.username == username))
     if user is None or not check_password_hash(user.password_hash, password):
         if user is None:
             check_password_hash(_DUMMY_HASH, password)
-        throttle.record_failure(username, client)
+        throttle.record_login_failure(username, client)
         db.session.commit()
         current_app.logger.warning("認証失敗: username=%s client=%s", safe(username), safe(client))
         raise ApiError(401, "invalid_credentials", LOGIN_FAILED)
-    throttle.clear_account(username)
+    throttle.clear_login_failures(username, client)
+    access, refresh = tokens.issue(user)
+    tokens.prune_expired()
     db.session.commit()
     current_app.logger.info("ログイン成功: username=%s client=%s", safe(username), safe(client))
-    return _token_response(user)
+    return _tokens_response(user, access, refresh)
 
 
 @bp.post("/refresh")
 @jwt_required(refresh=True)
 def refresh():
-    expires = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
-    return jsonify(
-        access_token=create_access_token(identity=current_user),
-        token_type="Bearer",  # noqa: S106  (the scheme name, not a secret)
-        expires_in=int(expires.total_seconds()),
-    )
+    access, refresh_token = tokens.rotate(get_jwt(), current_user)
+    db.session.commit()
+    return _tokens_response(current_user, access, refresh_token)
+
+
+def _body_refresh_token() -> dict | None:
+    """The payload of the refresh token in the optional body, or None when there is none."""
+    if not request.get_data(cache=True).strip():
+        return None
+    data = validation.json_object()
+    validation.reject_unknown(data, {"refresh_token"})
+    token = validation.string(data, "refresh_token", nullable=True)
+    if token is None:
+        return None
+    payload = tokens.decode_refresh_token(token)
+    if payload is None:
+        raise validation.invalid("refresh_token", "有効なリフレッシュトークンではありません")
+    return payload
 
 
 @bp.post("/logout")
-@jwt_required(verify_type=False)
 def logout():
-    presented = get_jwt()
-    refresh_payload = None
-    if request.get_data(cache=True).strip():  # the body is optional; when present it must be right
-        data = validation.json_object()
-        validation.reject_unknown(data, {"refresh_token"})
-        token = validation.string(data, "refresh_token", nullable=True)
-        if token is not None:
-            refresh_payload = tokens.decode_refresh_token(token)
-            if refresh_payload is None or refresh_payload.get("sub") != presented.get("sub"):
-                raise validation.invalid("refresh_token", "有効なリフレッシュトークンではありません")
-    tokens.revoke(presented)
-    if refresh_payload is not None:
-        tokens.revoke(refresh_payload)
+    """End the sign-in of the presented token: the refresh token alone is enough (as the
+    Bearer token or in the body), and an expired or missing access token does not stand in
+    the way of a refresh token in the body."""
+    try:
+        verify_jwt_in_request(verify_type=False)
+    except (ExpiredSignatureError, NoAuthorizationError):
+        presented, from_body = None, _body_refresh_token()
+        if from_body is None:
+            raise
+        # The refresh token in the body proves the sign-in by itself.
+    else:
+        presented, from_body = get_jwt(), _body_refresh_token()
+        if from_body is not None and from_body.get("sub") != presented.get("sub"):
+            raise validation.invalid("refresh_token", "有効なリフレッシュトークンではありません")
+    ended = [p for p in (presented, from_body) if p is not None]
+    for payload in ended:
+        tokens.end_session(payload)
     tokens.prune_expired()
     db.session.commit()
-    return jsonify(message="ログアウトしました", revoked=1 + (refresh_payload is not None))
+    return jsonify(message="ログアウトしました", revoked=len(ended))
+
+
+@bp.post("/logout-all")
+@jwt_required(verify_type=False)
+def logout_all():
+    tokens.sign_out_everywhere(current_user)
+    db.session.commit()
+    current_app.logger.info(
+        "全端末ログアウト: username=%s client=%s", safe(current_user.username), safe(_client())
+    )
+    return jsonify(message="すべての端末からログアウトしました")
+
+
+@bp.post("/password")
+@jwt_required()
+def change_password():
+    data = validation.json_object()
+    validation.reject_unknown(data, {"current_password", "new_password"})
+    current = validation.password(data, "current_password", check_rules=False)
+    new = validation.password(data, "new_password")
+    user: User = current_user
+    client = _client()
+    # Guessing the current password with a stolen token is guessing a login: same throttle.
+    _login_wait_or_raise(user.username, client, "パスワード変更、")
+    if not check_password_hash(user.password_hash, current):
+        throttle.record_login_failure(user.username, client)
+        db.session.commit()
+        current_app.logger.warning(
+            "認証失敗 (パスワード変更): username=%s client=%s", safe(user.username), safe(client)
+        )
+        raise ApiError(403, "invalid_current_password", "現在のパスワードが正しくありません",
+                       field="current_password")
+    if new == current:
+        raise validation.invalid("new_password", "現在のパスワードとは違うものにしてください")
+    user.password_hash = hash_password(new)
+    throttle.clear_login_failures(user.username, client)
+    # Whoever else holds a token (perhaps the reason for the change) is signed out.
+    tokens.sign_out_everywhere(user)
+    access, refresh_token = tokens.issue(user)
+    db.session.commit()
+    current_app.logger.info("パスワード変更: username=%s client=%s", safe(user.username), safe(client))
+    return _tokens_response(user, access, refresh_token)
 
 
 @bp.get("/me")

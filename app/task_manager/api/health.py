@@ -1,4 +1,11 @@
-"""GET /health: the manual's health check, plus a cheap database probe."""
+"""GET /health: the manual's health check, plus a cheap database probe.
+
+Everyone gets status, message, version, release and checks (the playbooks read the
+release through nginx too). The exact build (git revision, build time) and the schema
+revision help an attacker match a known flaw, so the public, proxied caller gets them
+only with a valid access token; callers on the host (TCP loopback, not through nginx)
+always get them.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +14,40 @@ import sys
 from functools import cache
 from pathlib import Path
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
+from flask_jwt_extended import verify_jwt_in_request
+from flask_jwt_extended.exceptions import JWTExtendedException
+from jwt import PyJWTError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import __version__
+from .. import __version__, proxy
 from ..extensions import db
 
 bp = Blueprint("health", __name__)
 
 OK_MESSAGE = "タスク管理API は正常に動作中です"
+DETAILS = ("revision", "built_at", "schema_revision")
+
+
+def _full_details() -> bool:
+    if proxy.is_local_direct(request):
+        return True
+    if not request.headers.get("Authorization"):
+        return False
+    try:
+        return verify_jwt_in_request(optional=True) is not None
+    except (JWTExtendedException, PyJWTError, SQLAlchemyError):
+        db.session.rollback()
+        return False  # a bad token here is no error: the caller just counts as anonymous
+
+
+def _answer(body: dict, status: int = 200):
+    if not _full_details():
+        body = {k: v for k, v in body.items() if k not in DETAILS}
+    response = jsonify(body)
+    response.status_code = status
+    return response
 
 
 @cache
@@ -45,9 +76,7 @@ def health():
         body.update(
             status="ERROR", message="データベースに接続できません", checks={"database": "error"}
         )
-        response = jsonify(body)
-        response.status_code = 503
-        return response
+        return _answer(body, 503)
     body["checks"] = {"database": "ok"}
     body["schema_revision"] = revision
-    return jsonify(body)
+    return _answer(body)

@@ -14,12 +14,23 @@ git -C "$repo" archive --format=tar "$revision" app frontend | tar -x -C "$work/
 commit_time=$(git -C "$repo" show -s --format=%ct "$revision")
 export SOURCE_DATE_EPOCH=$commit_time
 
+# The app's own wheel is built here from the tagged source, so there is no published file
+# whose hash could be pinned: it is installed on the host with --no-deps after the hashed set.
 "$python" -m pip wheel --quiet --no-deps --no-build-isolation -w "$work/pkg/wheels" "$work/src/app"
-"$python" -m pip download --quiet --only-binary=:all: --implementation cp \
+# Every dependency file must match a sha256 in requirements.txt (make lock writes them for
+# every file on PyPI, so each target's wheels are covered); a pin without a hash, or a
+# file that is not the one locked, stops the build.
+if ! "$python" -m pip download --quiet --require-hashes --only-binary=:all: --implementation cp \
   --python-version "$target_py" \
   --platform "manylinux_2_17_${target_arch}" --platform "manylinux2014_${target_arch}" \
   --platform "manylinux_2_28_${target_arch}" --platform any \
-  -r "$work/src/app/requirements.txt" -d "$work/pkg/wheels"
+  -r "$work/src/app/requirements.txt" -d "$work/pkg/wheels"; then
+  echo "build-release.sh: refused: the wheelhouse for Python $target_py on $target_arch does not match" \
+    "app/requirements.txt at $revision (see pip's error above). A pin without hashes or a missing wheel:" \
+    "run 'make lock', commit, release again. A file whose hash differs from the locked one: it is not" \
+    "the file that was locked; find out why before anything else." >&2
+  exit 1
+fi
 
 cp "$work/src/app/requirements.txt" "$work/pkg/requirements.txt"
 cp -r "$work/src/frontend" "$work/pkg/frontend"

@@ -1,0 +1,156 @@
+"""Failed logins slow down per (account, client) and per client, never lock the owner out;
+registrations are limited per client."""
+
+from datetime import timedelta
+
+import pytest
+
+from task_manager import throttle
+from task_manager.extensions import db
+from task_manager.models import LoginFailure
+from tests.conftest import PASSWORD
+
+HOME = {"REMOTE_ADDR": "198.51.100.7"}
+ATTACKER = {"REMOTE_ADDR": "203.0.113.66"}
+
+
+def register(client, username="alice", password=PASSWORD, environ=None):
+    return client.post("/api/auth/register", json={"username": username, "password": password},
+                       environ_base=environ or {})
+
+
+def login(client, username="alice", password=PASSWORD, environ=None):
+    return client.post("/api/auth/login", json={"username": username, "password": password},
+                       environ_base=environ or {})
+
+
+def age(app, seconds: float) -> None:
+    """Move every recorded event into the past, as if that much time went by."""
+    with app.app_context():
+        # In Python: SQLite would subtract an interval from the stored text as a number.
+        for event in db.session.scalars(db.select(LoginFailure)):
+            event.failed_at -= timedelta(seconds=seconds)
+        db.session.commit()
+
+
+def test_someone_elses_failures_never_hold_up_the_owner_elsewhere(app_with):
+    # The old lock: five wrong passwords from anywhere locked the account for everyone.
+    app = app_with(LOGIN_FREE_FAILURES_PER_ACCOUNT=3, LOGIN_BACKOFF_BASE_SECONDS=60)
+    client = app.test_client()
+    register(client)
+    for _ in range(3):
+        assert login(client, password="wrong-password", environ=ATTACKER).status_code == 401
+    throttled = login(client, environ=ATTACKER)  # even the right password waits, from there
+    assert throttled.status_code == 429
+    assert throttled.get_json()["error"] == "too_many_attempts"
+    assert 55 <= int(throttled.headers["Retry-After"]) <= 60
+    assert "60秒後" in throttled.get_json()["message"] or "59秒後" in throttled.get_json()["message"]
+    assert login(client, environ=HOME).status_code == 200  # the owner, from their own device
+
+
+def test_waits_double_with_each_failure_up_to_the_cap(app_with):
+    app = app_with(LOGIN_FREE_FAILURES_PER_ACCOUNT=1, LOGIN_BACKOFF_BASE_SECONDS=10, LOGIN_BACKOFF_MAX_SECONDS=40)
+    client = app.test_client()
+    register(client)
+    waits = []
+    for _ in range(5):
+        assert login(client, password="wrong-password", environ=ATTACKER).status_code == 401
+        response = login(client, password="wrong-password", environ=ATTACKER)
+        assert response.status_code == 429  # a throttled try is not counted as a failure
+        waits.append(int(response.headers["Retry-After"]))
+        age(app, waits[-1])
+    assert waits == [10, 20, 40, 40, 40]
+
+
+def test_backoff_formula(app_with):
+    app = app_with(LOGIN_BACKOFF_BASE_SECONDS=2, LOGIN_BACKOFF_MAX_SECONDS=900)
+    with app.app_context():
+        assert [throttle.backoff(n, 5) for n in (0, 4, 5, 6, 7, 13, 14, 10_000)] == [0, 0, 2, 4, 8, 512, 900, 900]
+        assert throttle.backoff(1, 0) == 2
+
+
+def test_a_success_clears_its_pair(app_with):
+    app = app_with(LOGIN_FREE_FAILURES_PER_ACCOUNT=3, LOGIN_BACKOFF_BASE_SECONDS=60)
+    client = app.test_client()
+    register(client)
+    for _ in range(2):
+        assert login(client, password="wrong-password").status_code == 401
+    assert login(client).status_code == 200
+    for _ in range(3):  # counted from zero again
+        assert login(client, password="wrong-password").status_code == 401
+    assert login(client).status_code == 429
+
+
+def test_one_client_spraying_across_accounts_slows_down(app_with):
+    app = app_with(LOGIN_FREE_FAILURES_PER_CLIENT=3, LOGIN_FREE_FAILURES_PER_ACCOUNT=100,
+                   LOGIN_BACKOFF_BASE_SECONDS=60)
+    client = app.test_client()
+    for name in ("u1", "u2", "u3"):
+        assert login(client, name, "whatever-pw", environ=ATTACKER).status_code == 401
+    assert login(client, "u4", "whatever-pw", environ=ATTACKER).status_code == 429
+    assert login(client, "u4", "whatever-pw", environ=HOME).status_code == 401
+
+
+def test_failures_are_forgotten_after_the_window(app_with):
+    app = app_with(LOGIN_FAILURE_WINDOW_SECONDS=600, LOGIN_FREE_FAILURES_PER_ACCOUNT=2,
+                   LOGIN_BACKOFF_BASE_SECONDS=3600, LOGIN_BACKOFF_MAX_SECONDS=7200)
+    client = app.test_client()
+    register(client)
+    login(client, password="wrong-password")
+    login(client, password="wrong-password")
+    assert login(client).status_code == 429
+    age(app, 601)
+    assert login(client).status_code == 200
+
+
+def test_password_change_guesses_count_as_login_failures(app_with):
+    app = app_with(LOGIN_FREE_FAILURES_PER_ACCOUNT=2, LOGIN_BACKOFF_BASE_SECONDS=60)
+    client = app.test_client()
+    register(client)
+    token = login(client).get_json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}"}
+    body = {"current_password": "a-wrong-guess", "new_password": "a-fresh-long-secret"}
+    for _ in range(2):
+        response = client.post("/api/auth/password", json=body, headers=headers)
+        assert response.status_code == 403
+        assert response.get_json()["field"] == "current_password"
+    response = client.post("/api/auth/password", json={**body, "current_password": PASSWORD}, headers=headers)
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) > 0
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [("192.0.2.1", "192.0.2.1"), ("::ffff:192.0.2.1", "192.0.2.1"), ("2001:db8:1:2:3::4", "2001:db8:1:2::/64"),
+     ("fe80::1%eth0", "fe80::/64"), ("", "unknown"), (None, "unknown"), ("not-an-ip", "unknown")],
+)
+def test_a_client_is_its_address_or_its_ipv6_64(address, key):
+    assert throttle.client_key(address) == key
+
+
+def test_registration_is_limited_per_client(app_with):
+    app = app_with(REGISTER_MAX_PER_CLIENT=2, REGISTER_WINDOW_SECONDS=3600)
+    client = app.test_client()
+    assert register(client, "bad name", environ=ATTACKER).status_code == 400  # invalid input costs nothing
+    assert register(client, "user1", environ=ATTACKER).status_code == 201
+    assert register(client, "user1", environ=ATTACKER).status_code == 409  # a lookup, counted too
+    response = register(client, "user2", environ=ATTACKER)
+    assert response.status_code == 429
+    assert response.get_json()["error"] == "too_many_attempts"
+    assert 3590 <= int(response.headers["Retry-After"]) <= 3600
+    assert register(client, "user2", environ=HOME).status_code == 201  # another client is not held up
+    age(app, 3601)
+    assert register(client, "user3", environ=ATTACKER).status_code == 201
+
+
+def test_throttle_settings_are_checked(tmp_path):
+    from task_manager import create_app
+    from task_manager.config import ConfigError
+    from tests.conftest import make_config
+
+    with pytest.raises(ConfigError, match="REGISTER_MAX_PER_CLIENT"):
+        create_app(make_config(tmp_path, REGISTER_MAX_PER_CLIENT=0))
+    with pytest.raises(ConfigError, match="LOGIN_FREE_FAILURES_PER_CLIENT"):
+        create_app(make_config(tmp_path, LOGIN_FREE_FAILURES_PER_CLIENT=-1))
+    with pytest.raises(ConfigError, match="TRUSTED_PROXIES"):
+        create_app(make_config(tmp_path, TRUSTED_PROXIES="1"))
