@@ -58,15 +58,15 @@ test-app: venv  ## API tests on a real SQLite file, with coverage (>= 90 %) and 
 test-browser: venv  ## the frontend in a real headless Chromium against a real API
 	cd e2e && ../$(PY) -m pytest
 
-test-release: venv  ## the release's supply chain on the control node: hashed pins, a vulnerable release refused (offline, no host)
-	$(PY) -m pytest tests
+test-release: venv  ## the release's supply chain (offline, no host), and the host's backup and check commands on temporary files, with their coverage (>= 80 %)
+	$(PY) -m pytest tests --cov=roles/backup/files --cov=roles/check/files --cov-report=term-missing --cov-fail-under=80
 
 test: lint test-app test-release test-browser test-molecule bench-smoke  ## everything: lint, API and release tests, browser tests, Molecule, benchmark smoke runs
 
 clean:  ## remove caches and the venv
 	rm -rf $(VENV) .pytest_cache app/.pytest_cache e2e/.pytest_cache .ruff_cache
 
-# ---- Molecule: real systemd test hosts (podman + runc, see shared/TEST-HOSTS.md) ----
+# ---- Molecule: real systemd test hosts (podman + runc, see docs/architecture.md) ----
 export CONTAINERS_CONF := $(abspath molecule/containers.conf)
 SCENARIOS ?= default preflight runbooks operations
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the Debian 12 test-host image once and cache it (see shared/TEST-HOSTS.md):
+# Build the Debian 12 test-host image once and cache it (see docs/architecture.md, "Test hosts"):
 # debootstrap a minimal root file system with systemd, import it into podman.
 # The tag carries a hash of this script, so a change here builds a new image.
 set -euo pipefail

@@ -6,8 +6,8 @@ give it: OSV's own export for PyPI (https://osv-vulnerabilities.storage.googleap
 downloaded on a connected machine), or a directory of OSV JSON files. Listens on
 127.0.0.1 only.
   scripts/osv-mirror.py all.zip [--port 18099]
-  ansible-playbook check.yml -e period=monthly -e check_vulnerability_service=osv \\
-      -e check_osv_url=http://127.0.0.1:18099/v1/query
+  ansible-playbook check.yml -e period=monthly -e task_manager_vulnerability_service=osv \\
+      -e task_manager_osv_url=http://127.0.0.1:18099/v1/query
 """
 
 import argparse

@@ -176,8 +176,8 @@ PLAYBOOK = """\
 - name: Resolve, audit and (in --check) announce the build of a release, as deploy.yml's preflight does
   hosts: all
   gather_facts: true
-  vars:
-    base_releases_dir: /nonexistent/releases
+  vars_files:
+    - {contract}
   tasks:
     - name: Run the release's preflight
       ansible.builtin.include_role:
@@ -188,13 +188,14 @@ PLAYBOOK = """\
 
 def run_role(repo: Path, tmp_path: Path, extra: dict) -> subprocess.CompletedProcess:
     playbook = tmp_path / "release.yml"
-    playbook.write_text(PLAYBOOK)
+    playbook.write_text(PLAYBOOK.format(contract=ROOT / "playbooks" / "group_vars" / "all" / "contract.yml"))
     env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_ROLES_PATH=str(ROOT / "roles"),
                ANSIBLE_NOCOLOR="1", ANSIBLE_LOCAL_TEMP=str(tmp_path / "tmp"),
                PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
     vars_ = {"ansible_python_interpreter": sys.executable,
              "app_release_source_repo": str(repo), "app_release_version": "v9.9.9",
-             "app_release_build_dir": str(tmp_path / "releases"), **extra}
+             "app_release_build_dir": str(tmp_path / "releases"),
+             "task_manager_releases_dir": "/nonexistent/releases", **extra}
     return subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", "--check", str(playbook),
                            "-e", json.dumps(vars_)],
                           cwd=ROOT, env=env, capture_output=True, text=True, check=False, timeout=300)

@@ -7,6 +7,7 @@ exits non-zero on failure, so a task can assert on the outcome.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
-from flask_migrate import upgrade
+from flask_migrate import downgrade, upgrade
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
@@ -66,16 +67,19 @@ def create_user_command(username: str, password: str):
 
 
 @click.command("create-demo-user")
+@click.option("--json", "as_json", is_flag=True, help='Print {"username": ..., "created": true|false}.')
 @with_appcontext
-def create_demo_user_command():
+def create_demo_user_command(as_json: bool):
     """Create the manual's demo account demo_user / demo_password, if missing."""
-    if db.session.scalar(select(User).where(User.username == DEMO_USERNAME)) is not None:
-        click.echo(f"unchanged: {DEMO_USERNAME} exists")
-        return
-    # Past the password rules on purpose: the manual documents this password, and the
-    # account exists only where an operator asked for it (demos, smoke tests).
-    create_user(DEMO_USERNAME, DEMO_PASSWORD)
-    click.echo(f"created: {DEMO_USERNAME}")
+    exists = db.session.scalar(select(User).where(User.username == DEMO_USERNAME)) is not None
+    if not exists:
+        # Past the password rules on purpose: the manual documents this password, and the
+        # account exists only where an operator asked for it (demos, smoke tests).
+        create_user(DEMO_USERNAME, DEMO_PASSWORD)
+    if as_json:
+        click.echo(json.dumps({"username": DEMO_USERNAME, "created": not exists}))
+    else:
+        click.echo(f"unchanged: {DEMO_USERNAME} exists" if exists else f"created: {DEMO_USERNAME}")
 
 
 @click.command("check-db")
@@ -149,18 +153,115 @@ def stats_command(days: int | None, as_json: bool):
 @click.command("purge-completed")
 @click.option("--days", type=click.IntRange(min=1), default=90, show_default=True)
 @click.option("--dry-run", is_flag=True, help="Count what would be deleted, delete nothing.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"days", "dry_run", "matched", "deleted"}.')
 @with_appcontext
-def purge_completed_command(days: int, dry_run: bool):
+def purge_completed_command(days: int, dry_run: bool, as_json: bool):
     """Delete completed tasks whose completed_at is older than N days (the manual's 11.2)."""
     cutoff = utcnow() - timedelta(days=days)
     condition = (Task.status == "completed") & (Task.completed_at < cutoff)
-    if dry_run:
-        count = db.session.scalar(select(func.count(Task.id)).where(condition))
-        click.echo(f"would delete {count} completed tasks older than {days} days")
-        return
-    count = Task.query.filter(condition).delete()
-    db.session.commit()
-    click.echo(f"deleted {count} completed tasks older than {days} days")
+    matched = db.session.scalar(select(func.count(Task.id)).where(condition))
+    deleted = 0
+    if not dry_run and matched:
+        deleted = Task.query.filter(condition).delete()
+        db.session.commit()
+    if as_json:
+        click.echo(json.dumps({"days": days, "dry_run": dry_run, "matched": matched, "deleted": deleted}))
+    elif dry_run:
+        click.echo(f"would delete {matched} completed tasks older than {days} days")
+    else:
+        click.echo(f"deleted {deleted} completed tasks older than {days} days")
+
+
+def _revision() -> str | None:
+    """The schema revision the database is at (None: no schema yet)."""
+    with db.engine.connect() as conn:
+        try:
+            return conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        except DBAPIError:
+            return None
+
+
+def _script(directory: str):
+    from alembic.config import Config  # noqa: PLC0415  (only the schema commands need Alembic's API)
+    from alembic.script import ScriptDirectory  # noqa: PLC0415
+
+    config = Config()
+    config.set_main_option("script_location", directory)
+    return ScriptDirectory.from_config(config)
+
+
+def _migrations_of(release_dir: str) -> str:
+    found = sorted(Path(release_dir).glob("venv/lib/python*/site-packages/task_manager/migrations"))
+    if not found:
+        raise click.ClickException(f"no task_manager migrations in the release at {release_dir}")
+    return str(found[-1])
+
+
+@click.command("schema")
+@click.option("--migrations-of", "release_dir", default=None,
+              help="Report the heads of another release's migrations (a release directory).")
+@with_appcontext
+def schema_command(release_dir: str | None):
+    """Print JSON: the database's schema revision and the migrations' head(s)."""
+    heads = sorted(_script(_migrations_of(release_dir) if release_dir else MIGRATIONS_DIR).get_heads())
+    current = _revision()
+    click.echo(json.dumps({"current": current, "heads": heads, "at_head": current in heads}))
+
+
+@click.command("migrate")
+@click.option("--to", "target", default="head", show_default=True, help="A revision; older ones migrate down.")
+@with_appcontext
+def migrate_command(target: str):
+    """Upgrade (or downgrade) the schema to a revision; print JSON {"from", "to", "changed"}."""
+    from alembic.util import CommandError  # noqa: PLC0415
+
+    before = _revision()
+    script = _script(MIGRATIONS_DIR)
+    try:
+        known = target == "head" or script.get_revision(target) is not None
+    except CommandError:
+        known = False
+    if not known:
+        raise click.ClickException(f"unknown revision {target!r}")
+    ancestors = {rev.revision for rev in script.iterate_revisions(before, "base")} if before else set()
+    older = target not in ("head", before) and target in ancestors
+    if older:
+        downgrade(directory=MIGRATIONS_DIR, revision=target)
+    else:
+        upgrade(directory=MIGRATIONS_DIR, revision=target)
+    after = _revision()
+    click.echo(json.dumps({"from": before, "to": after, "changed": before != after}))
+
+
+# The access-log line (task_manager/requestlog.py):
+#   <asctime> <client> "<METHOD> <path>" <status> <ms>ms <size>, every field escaped.
+ACCESS_LINE = re.compile(
+    r'(?P<stamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),\d{3} \S+ "(?P<method>[A-Z]+) (?P<path>[^"]*)" '
+    r"(?P<status>\d{3}) \d+\.\dms \S+"
+)
+WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@click.command("count-writes")
+@click.option("--since", required=True, help="YYYY-MM-DD HH:MM:SS, the logs' local time.")
+@with_appcontext
+def count_writes_command(since: str):
+    """Print JSON: successful task writes in logs/access.log since a time (what a restore loses)."""
+    try:
+        datetime.strptime(since, "%Y-%m-%d %H:%M:%S")  # compared as text with the log's local stamps
+    except ValueError:
+        raise click.BadParameter("use YYYY-MM-DD HH:MM:SS", param_hint="--since") from None
+    log = Path(current_app.config["LOG_DIR"]) / "access.log"
+    writes = 0
+    if log.exists():
+        with log.open(encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                match = ACCESS_LINE.fullmatch(line.rstrip("\n"))
+                writes += bool(
+                    match and match["stamp"] >= since and match["method"] in WRITE_METHODS
+                    and match["path"].startswith("/api/tasks") and match["status"].startswith("2")
+                )
+    click.echo(json.dumps({"since": since, "task_writes": writes}))
 
 
 @click.command("optimize")
@@ -205,7 +306,7 @@ def optimize_command(min_free_ratio: float, force: bool, dry_run: bool):
 
 COMMANDS = (
     init_db_command, create_user_command, create_demo_user_command, check_db_command, stats_command,
-    purge_completed_command, optimize_command,
+    purge_completed_command, optimize_command, schema_command, migrate_command, count_writes_command,
 )
 
 

@@ -1,10 +1,13 @@
 import contextlib
 import json
 import os
+import shutil
 import sqlite3
+import sys
 from datetime import timedelta
+from pathlib import Path
 
-from task_manager.extensions import db
+from task_manager.extensions import MIGRATIONS_DIR, db
 from task_manager.models import Task, User, utcnow
 
 
@@ -143,3 +146,83 @@ def test_check_db_fails_cleanly_on_a_file_that_is_not_a_database(app, runner):
     assert result.exit_code == 1
     assert "cannot read the database" in result.output
     assert "Traceback" not in result.output
+
+
+# ---- The commands the playbooks call answer in JSON: YAML judges results, it does not parse prose ----
+
+
+def _json(runner, *args) -> dict:
+    result = runner.invoke(args=list(args))
+    assert result.exit_code == 0, result.output
+    # The runner mixes in Alembic's log lines, which go to stderr in a real run: the JSON is the last line.
+    return json.loads(result.output.strip().splitlines()[-1])
+
+
+def test_schema_reports_the_revision_and_the_heads(runner):
+    schema = _json(runner, "schema")
+    assert schema["current"] == schema["heads"][0] == "0003"
+    assert schema["at_head"] is True
+
+
+def test_schema_reads_another_releases_migrations(runner, tmp_path):
+    # A release directory as deployed: releases/<id>/venv/lib/pythonX.Y/site-packages/task_manager/migrations
+    python = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    site = tmp_path / "v0" / "venv" / "lib" / python / "site-packages"
+    target = site / "task_manager" / "migrations"
+    shutil.copytree(MIGRATIONS_DIR, target)
+    (target / "versions" / "0003_token_families.py").unlink()
+    assert _json(runner, "schema", "--migrations-of", str(tmp_path / "v0"))["heads"] == ["0002"]
+    missing = runner.invoke(args=["schema", "--migrations-of", str(tmp_path / "nothing")])
+    assert missing.exit_code != 0 and "no task_manager migrations" in missing.output
+
+
+def test_migrate_down_and_up_says_what_changed(runner):
+    assert _json(runner, "migrate", "--to", "0002") == {"from": "0003", "to": "0002", "changed": True}
+    assert _json(runner, "migrate", "--to", "0002") == {"from": "0002", "to": "0002", "changed": False}
+    assert _json(runner, "migrate") == {"from": "0002", "to": "0003", "changed": True}
+    assert _json(runner, "migrate") == {"from": "0003", "to": "0003", "changed": False}
+
+
+def test_migrate_refuses_an_unknown_revision(runner):
+    result = runner.invoke(args=["migrate", "--to", "9999"])
+    assert result.exit_code != 0 and "unknown revision '9999'" in result.output
+
+
+def test_demo_user_json_says_whether_it_was_created(app, runner):
+    assert _json(runner, "create-demo-user", "--json") == {"username": "demo_user", "created": True}
+    assert _json(runner, "create-demo-user", "--json") == {"username": "demo_user", "created": False}
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count(User.id))) == 1
+
+
+def test_purge_completed_json(app, runner):
+    _seed(app)
+    assert _json(runner, "purge-completed", "--dry-run", "--json") == {
+        "days": 90, "dry_run": True, "matched": 1, "deleted": 0}
+    with app.app_context():
+        assert db.session.scalar(db.select(db.func.count(Task.id))) == 4
+    assert _json(runner, "purge-completed", "--json") == {"days": 90, "dry_run": False, "matched": 1, "deleted": 1}
+    assert _json(runner, "purge-completed", "--json")["matched"] == 0
+
+
+def test_count_writes_counts_successful_task_writes_since_a_time(app, runner):
+    log = Path(app.config["LOG_DIR"]) / "access.log"
+    log.write_text(
+        '2026-01-01 09:59:59,000 127.0.0.1 "POST /api/tasks" 201 3.0ms 120\n'  # before: not counted
+        '2026-01-01 10:00:00,000 127.0.0.1 "POST /api/tasks" 201 3.0ms 120\n'
+        '2026-01-01 10:00:01,000 127.0.0.1 "PATCH /api/tasks/4" 200 2.0ms 99\n'
+        '2026-01-01 10:00:02,000 127.0.0.1 "DELETE /api/tasks/4" 204 2.0ms -\n'
+        '2026-01-01 10:00:03,000 127.0.0.1 "GET /api/tasks" 200 2.0ms 99\n'  # a read
+        '2026-01-01 10:00:04,000 127.0.0.1 "POST /api/tasks" 400 2.0ms 99\n'  # refused
+        '2026-01-01 10:00:05,000 127.0.0.1 "POST /api/auth/login" 200 2.0ms 99\n'  # not a task
+        '2026-01-01 10:00:06,000 127.0.0.1 "GET /x\\x22 201 1.0ms 1 \\x22POST /api/tasks" 404 1.0ms 9\n',  # forged
+        encoding="utf-8",
+    )
+    assert _json(runner, "count-writes", "--since", "2026-01-01 10:00:00") == {
+        "since": "2026-01-01 10:00:00", "task_writes": 3}
+    bad = runner.invoke(args=["count-writes", "--since", "yesterday"])
+    assert bad.exit_code != 0 and "YYYY-MM-DD HH:MM:SS" in bad.output
+
+
+def test_count_writes_without_a_log_is_zero(app, runner):
+    assert _json(runner, "count-writes", "--since", utcnow().strftime("%Y-%m-%d %H:%M:%S"))["task_writes"] == 0

@@ -8,6 +8,14 @@ limits, measured on the host and printed as one JSON document.
 
 Counts from the logs (errors, failed logins, request times) are since the previous
 check, whose time is kept in the state file; --no-record leaves it as it is.
+measure() gathers the figures (the service's own files read as the service user),
+judge() holds them to the limits; the document is both.
+
+Installed as /usr/local/sbin/task-manager-check; roles/check also runs this file as it is.
+Paths from the environment: TASK_MANAGER_LAYOUT (the host's layout, written by the base
+role: /etc/task-manager/layout.json), TASK_MANAGER_CHECK_STATE (the time of the previous
+check, /var/lib/task-manager/check-state.json), TASK_MANAGER_CHECK_FACTS (the release
+history; by default the layout's facts_file).
 Exit status 0 whatever the findings (the report says which limits are broken), 1 when
 the check itself could not run.
 """
@@ -28,9 +36,14 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
-CONFIG_FILE = Path(os.environ.get("TASK_MANAGER_BACKUP_CONFIG", "/etc/task-manager/backup.json"))
-STATE_FILE = Path(os.environ.get("TASK_MANAGER_CHECK_STATE", "/var/lib/task-manager/check-state.json"))
-FACTS_FILE = Path("/etc/ansible/facts.d/task_manager.fact")
+# Where it reads and keeps things; the environment may point elsewhere (the tests do).
+DEFAULT_LAYOUT = "/etc/task-manager/layout.json"  # where things are: written by the base role
+DEFAULT_STATE = "/var/lib/task-manager/check-state.json"
+DEFAULT_FACTS = "/etc/ansible/facts.d/task_manager.fact"  # the release history the playbooks keep
+# Absolute path: root runs this command, so PATH decides nothing. A module constant, so the
+# tests can point it at a stand-in.
+SYSTEMCTL = "/usr/bin/systemctl"
+NEVER = "0000-00-00 00:00:00"  # the "previous check" before the first one: every line counts
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
 # Whole lines only, in the formats the app writes (task_manager/requestlog.py and
 # logging_setup.py), so text a client managed to get into a line never counts: the app
@@ -50,9 +63,25 @@ ERROR_LINE = re.compile(APP_LINE)
 SLOW_BY_DESIGN = ("/api/auth/login", "/api/auth/register", "/api/auth/password")
 
 
+class CheckError(Exception):
+    """The check itself could not run: exit status 1."""
+
+
+def config_file() -> Path:
+    return Path(os.environ.get("TASK_MANAGER_LAYOUT", DEFAULT_LAYOUT))
+
+
+def state_file() -> Path:
+    return Path(os.environ.get("TASK_MANAGER_CHECK_STATE", DEFAULT_STATE))
+
+
+def facts_file(config: dict) -> Path:
+    return Path(os.environ.get("TASK_MANAGER_CHECK_FACTS") or config.get("facts_file") or DEFAULT_FACTS)
+
+
 def since_lines(path: Path, since: str):
     """Lines of a log (and its newest rotated file) stamped at or after `since`."""
-    files = sorted(path.parent.glob(path.name + "-*"))[-1:] + [path]
+    files = [*sorted(path.parent.glob(path.name + "-*"))[-1:], path]
     for file in files:
         if file.suffix == ".gz" or not file.exists():
             continue
@@ -87,7 +116,8 @@ def error_lines(lines) -> int:
 
 def systemd(units: list[str]) -> dict:
     props = "ActiveState,SubState,UnitFileState,NRestarts,MainPID,MemoryCurrent"
-    out = subprocess.run(["/usr/bin/systemctl", "show", *units, "-p", props], capture_output=True, text=True, check=False)
+    # S603: a fixed absolute program and an argument list, no shell.
+    out = subprocess.run([SYSTEMCTL, "show", *units, "-p", props], capture_output=True, text=True, check=False)  # noqa: S603
     result, blocks = {}, out.stdout.strip().split("\n\n")
     for unit, block in zip(units, blocks, strict=False):
         result[unit] = dict(line.split("=", 1) for line in block.splitlines() if "=" in line)
@@ -152,10 +182,10 @@ def service_files(config: dict, since: str) -> dict:
     }
 
 
-def as_service_user(config: dict, measure, *args) -> dict:
-    """measure(*args) in a child that has dropped to the service user; its JSON result."""
+def as_service_user(config: dict, func, *args) -> dict:
+    """func(*args) in a child that has dropped to the service user; its JSON result."""
     if os.geteuid() != 0:
-        return measure(*args)
+        return func(*args)
     import grp  # noqa: PLC0415  (Unix-only, needed only here)
     import pwd  # noqa: PLC0415
 
@@ -169,7 +199,7 @@ def as_service_user(config: dict, measure, *args) -> dict:
             os.setgid(grp.getgrnam(config["group"]).gr_gid)
             os.setuid(pwd.getpwnam(config["user"]).pw_uid)
             with os.fdopen(write_end, "w", encoding="utf-8") as out:
-                json.dump(measure(*args), out)
+                json.dump(func(*args), out)
             status = 0
         finally:
             os._exit(status)
@@ -189,16 +219,140 @@ def health(url: str) -> dict:
     for _ in range(3):
         started = time.perf_counter()
         try:
-            with urllib.request.urlopen(url, timeout=5, context=context) as response:  # noqa: S310 (loopback URL from our config)
+            # S310: the loopback URL comes from the role's own settings.
+            with urllib.request.urlopen(url, timeout=5, context=context) as response:  # noqa: S310
                 status, body = response.status, json.load(response)
-        except Exception as exc:  # noqa: BLE001  (any failure is the finding)
+        except Exception as exc:  # any failure is the finding
             status, body = getattr(exc, "code", None), {"error": type(exc).__name__}
+        if not isinstance(body, dict):
+            body = {"error": "not a JSON object"}
         times.append((time.perf_counter() - started) * 1000)
     return {"url": url, "status": status, "ok": status == 200 and body.get("status") == "OK",
             "ms": round(statistics.median(times), 1), "release": body.get("release"), "version": body.get("version")}
 
 
-def main() -> int:
+def read_json(path: Path) -> dict:
+    """A JSON object from a file, or {} when it is missing or unreadable."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def load_config() -> dict:
+    path = config_file()
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckError(f"cannot read {path}: {exc}") from exc
+
+
+def service_state(config: dict) -> tuple[dict, list[int], int]:
+    """The units' systemd state, the service's process tree and its memory in bytes."""
+    service = config.get("service", "task-manager")
+    units = systemd([f"{service}.service", f"{service}.socket", "nginx.service", "cron.service"])
+    main_pid = int(units[f"{service}.service"].get("MainPID", "0") or 0)
+    pids = process_tree(main_pid) if main_pid else []
+    memory = units[f"{service}.service"].get("MemoryCurrent", "")
+    return units, pids, int(memory) if memory.isdigit() else memory_bytes(pids)
+
+
+def p95(durations: list[float]) -> float | None:
+    if len(durations) >= 2:
+        return round(statistics.quantiles(durations, n=20)[-1], 1)
+    return durations[0] if durations else None
+
+
+def measure(config: dict, args: argparse.Namespace) -> dict:
+    """Every figure the check reports, measured and nothing judged: the report without
+    its limits and breaches. OSError or ValueError when the check itself cannot run."""
+    now = datetime.now()
+    since = read_json(state_file()).get("last_check", NEVER)
+    if not isinstance(since, str):
+        since = NEVER
+    units, pids, memory = service_state(config)
+    files = as_service_user(config, service_files, config, since)
+    durations = files["durations"]
+    disk = shutil.disk_usage(Path(config["database"]).parent)
+    # Backups often live on a disk of their own; a full one stops the nightly backup.
+    backup_dir = Path(config["backup_dir"])
+    backup_disk = shutil.disk_usage(backup_dir) if backup_dir.is_dir() else disk
+    newest = files["newest_backup"]
+    facts = read_json(facts_file(config))
+    return {
+        "checked_at": now.strftime("%Y-%m-%d %H:%M:%S"),
+        "since": None if since.startswith("0000") else since,
+        "units": {u: {k: v.get(k) for k in ("ActiveState", "UnitFileState", "NRestarts")} for u, v in units.items()},
+        "health": [health(args.api_url), health(args.web_url)],
+        "requests": len(durations),
+        "request_ms_p95": p95(durations),
+        "errors": files["errors"],
+        "failed_logins": files["failed_logins"],
+        "database_mb": round(files["db_bytes"] / 1048576, 2),
+        "memory_mb": round(memory / 1048576, 1),
+        "cpu_percent": cpu_percent(pids) if pids else None,
+        "disk_percent": round(100 * disk.used / disk.total, 1),
+        "disk_free_mb": round(disk.free / 1048576),
+        "backup_disk_percent": round(100 * backup_disk.used / backup_disk.total, 1),
+        "backup_disk_free_mb": round(backup_disk.free / 1048576),
+        "newest_backup_age_hours": round((time.time() - newest) / 3600, 2) if newest else None,
+        "release": facts.get("current"), "version": facts.get("version"),
+        "history": facts.get("history", [])[:5],
+    }
+
+
+def limits_from(args: argparse.Namespace) -> dict:
+    return {
+        "response_ms": args.max_response_ms, "database_mb": args.max_db_mb, "memory_mb": args.max_memory_mb,
+        "cpu_percent": args.max_cpu_percent, "disk_percent": args.max_disk_percent,
+        "backup_age_hours": args.max_backup_age_hours, "errors": args.max_errors,
+        "failed_logins": args.max_failed_logins,
+    }
+
+
+# Report figure, the limit it is held to, and how a breach reads.
+FIGURE_LIMITS = (
+    ("request_ms_p95", "response_ms", "p95 request time since the last check {} ms"),
+    ("database_mb", "database_mb", "database is {} MB"),
+    ("memory_mb", "memory_mb", "service memory is {} MB"),
+    ("cpu_percent", "cpu_percent", "service CPU is {} %"),
+    ("disk_percent", "disk_percent", "disk is {} % used"),
+    ("backup_disk_percent", "disk_percent", "backup disk is {} % used"),
+    ("errors", "errors", "{} errors in errors.log since the last check"),
+    ("failed_logins", "failed_logins", "{} failed logins since the last check"),
+)
+
+
+def judge(report: dict, limits: dict) -> list[str]:
+    """The limits a measured report breaks, as sentences; [] when it keeps them all.
+    A limit of None is not checked; a figure of None (not measured) breaks nothing."""
+    breaches = [f"{unit} is {info['ActiveState']}" for unit, info in report["units"].items()
+                if info["ActiveState"] != "active"]
+    for item in report["health"]:
+        if not item["ok"]:
+            breaches.append(f"{item['url']} answered {item['status']}")
+        elif item["ms"] > limits["response_ms"]:
+            breaches.append(f"{item['url']} took {item['ms']} ms (limit {limits['response_ms']:g})")
+    for key, limit, text in FIGURE_LIMITS:
+        if limits[limit] is not None and report[key] is not None and report[key] > limits[limit]:
+            breaches.append(f"{text.format(report[key])} (limit {limits[limit]:g})")
+    age = report["newest_backup_age_hours"]
+    if age is None:
+        breaches.append("there is no backup")
+    elif age > limits["backup_age_hours"]:
+        breaches.append(f"newest backup is {age} h old (limit {limits['backup_age_hours']:g})")
+    return breaches
+
+
+def record(report: dict) -> None:
+    """Keep the time of this check: the next one counts the logs from here."""
+    path = state_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"last_check": report["checked_at"]}) + "\n", encoding="utf-8")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="task-manager-check")
     parser.add_argument("--api-url", default="http://127.0.0.1:5000/health")
     parser.add_argument("--web-url", default="http://127.0.0.1:8080/health")
@@ -211,102 +365,22 @@ def main() -> int:
     parser.add_argument("--max-errors", type=int, default=None)
     parser.add_argument("--max-failed-logins", type=int, default=None)
     parser.add_argument("--no-record", action="store_true")
-    args = parser.parse_args()
-    try:
-        config = json.loads(CONFIG_FILE.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        print(f"task-manager-check: cannot read {CONFIG_FILE}: {exc}", file=sys.stderr)
-        return 1
+    return parser.parse_args(argv)
 
-    now = datetime.now()
-    state = {}
-    try:
-        state = json.loads(STATE_FILE.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        pass
-    since = state.get("last_check", "0000-00-00 00:00:00")
-    service = config.get("service", "task-manager")
-    units = systemd([f"{service}.service", f"{service}.socket", "nginx.service", "cron.service"])
-    main_pid = int(units[f"{service}.service"].get("MainPID", "0") or 0)
-    pids = process_tree(main_pid) if main_pid else []
-    memory = units[f"{service}.service"].get("MemoryCurrent", "")
-    memory = int(memory) if memory.isdigit() else memory_bytes(pids)
 
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     try:
-        files = as_service_user(config, service_files, config, since)
-    except (OSError, ValueError) as exc:
+        config = load_config()
+        report = measure(config, args)
+    except (CheckError, OSError, ValueError) as exc:
         print(f"task-manager-check: {exc}", file=sys.stderr)
         return 1
-    durations = files["durations"]
-    database = Path(config["database"])
-    db_bytes = files["db_bytes"]
-    disk = shutil.disk_usage(database.parent)
-    # Backups often live on a disk of their own; a full one stops the nightly backup.
-    backup_dir = Path(config["backup_dir"])
-    backup_disk = shutil.disk_usage(backup_dir) if backup_dir.is_dir() else disk
-    newest = files["newest_backup"]
-    try:
-        facts = json.loads(FACTS_FILE.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        facts = {}
-
-    report = {
-        "checked_at": now.strftime("%Y-%m-%d %H:%M:%S"),
-        "since": None if since.startswith("0000") else since,
-        "units": {u: {k: v.get(k) for k in ("ActiveState", "UnitFileState", "NRestarts")} for u, v in units.items()},
-        "health": [health(args.api_url), health(args.web_url)],
-        "requests": len(durations),
-        "request_ms_p95": round(statistics.quantiles(durations, n=20)[-1], 1) if len(durations) >= 2 else
-        (durations[0] if durations else None),
-        "errors": files["errors"],
-        "failed_logins": files["failed_logins"],
-        "database_mb": round(db_bytes / 1048576, 2),
-        "memory_mb": round(memory / 1048576, 1),
-        "cpu_percent": cpu_percent(pids) if pids else None,
-        "disk_percent": round(100 * disk.used / disk.total, 1),
-        "disk_free_mb": round(disk.free / 1048576),
-        "backup_disk_percent": round(100 * backup_disk.used / backup_disk.total, 1),
-        "backup_disk_free_mb": round(backup_disk.free / 1048576),
-        "newest_backup_age_hours": round((time.time() - newest) / 3600, 2) if newest else None,
-        "release": facts.get("current"), "version": facts.get("version"),
-        "history": facts.get("history", [])[:5],
-    }
-    limits = {
-        "response_ms": args.max_response_ms, "database_mb": args.max_db_mb, "memory_mb": args.max_memory_mb,
-        "cpu_percent": args.max_cpu_percent, "disk_percent": args.max_disk_percent,
-        "backup_age_hours": args.max_backup_age_hours, "errors": args.max_errors, "failed_logins": args.max_failed_logins,
-    }
-    breaches = []
-    for unit, info in report["units"].items():
-        if info["ActiveState"] != "active":
-            breaches.append(f"{unit} is {info['ActiveState']}")
-    for item in report["health"]:
-        if not item["ok"]:
-            breaches.append(f"{item['url']} answered {item['status']}")
-        elif item["ms"] > args.max_response_ms:
-            breaches.append(f"{item['url']} took {item['ms']} ms (limit {args.max_response_ms:g})")
-    checks = [
-        ("request_ms_p95", "response_ms", "p95 request time since the last check {} ms"),
-        ("database_mb", "database_mb", "database is {} MB"),
-        ("memory_mb", "memory_mb", "service memory is {} MB"),
-        ("cpu_percent", "cpu_percent", "service CPU is {} %"),
-        ("disk_percent", "disk_percent", "disk is {} % used"),
-        ("backup_disk_percent", "disk_percent", "backup disk is {} % used"),
-        ("errors", "errors", "{} errors in errors.log since the last check"),
-        ("failed_logins", "failed_logins", "{} failed logins since the last check"),
-    ]
-    for key, limit, text in checks:
-        if limits[limit] is not None and report[key] is not None and report[key] > limits[limit]:
-            breaches.append(f"{text.format(report[key])} (limit {limits[limit]:g})")
-    if report["newest_backup_age_hours"] is None:
-        breaches.append("there is no backup")
-    elif report["newest_backup_age_hours"] > args.max_backup_age_hours:
-        breaches.append(f"newest backup is {report['newest_backup_age_hours']} h old (limit {args.max_backup_age_hours:g})")
+    limits = limits_from(args)
     report["limits"] = limits
-    report["breaches"] = breaches
+    report["breaches"] = judge(report, limits)
     if not args.no_record:
-        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-        STATE_FILE.write_text(json.dumps({"last_check": report["checked_at"]}) + "\n", encoding="utf-8")
+        record(report)
     print(json.dumps(report, ensure_ascii=False))
     return 0
 

@@ -3,7 +3,10 @@
 
 Run by cron (daily, weekly, monthly) and by the playbooks (before every destructive
 step). Uses only Debian's python3, never a release's venv, so it works even when a
-release is broken.
+release is broken. Installed as /usr/local/sbin/task-manager-backup. It reads where
+things are from the host's layout (TASK_MANAGER_LAYOUT, default /etc/task-manager/layout.json,
+written by the base role) and its own settings from TASK_MANAGER_BACKUP_CONFIG (default
+/etc/task-manager/backup.json: retention, encryption, what a full set holds).
 
   task-manager-backup [create] [--kind daily|weekly|monthly|manual|pre-update] [--label TEXT]
   task-manager-backup list [--kind KIND] [--json]
@@ -26,8 +29,9 @@ database with its -wal and -shm aside as a safety copy (backups/safety/), and on
 then renames the restored file into place. latest-good is the newest set that
 passes every check, for when the newest ones are damaged.
 
-Exit status: 0 done, 1 failed, 2 bad usage, 3 no database yet (create) or no
-usable backup (restore).
+Exit status: 0 done, 1 failed (including a missing instance or backup directory,
+gpg or key file: the message names it), 2 bad usage, 3 no database file yet (create)
+or no usable backup (restore).
 """
 
 from __future__ import annotations
@@ -48,33 +52,67 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-CONFIG_FILE = Path(os.environ.get("TASK_MANAGER_BACKUP_CONFIG", "/etc/task-manager/backup.json"))
+DEFAULT_CONFIG = "/etc/task-manager/backup.json"  # retention, encryption, what a full set holds
+DEFAULT_LAYOUT = "/etc/task-manager/layout.json"  # where things are: written by the base role
 # Absolute paths: root starts this command (cron, the runbooks), so PATH decides nothing.
+# Module constants, so the tests can point them elsewhere.
 GPG = "/usr/bin/gpg"
 SYSTEMCTL = "/usr/bin/systemctl"
+SQLITE3 = "/usr/bin/sqlite3"
 KINDS = ("daily", "weekly", "monthly", "manual", "pre-update")
 PRUNED_KINDS = (*KINDS, "safety")
 FULL_KINDS = ("weekly", "monthly")
 
 
 class BackupError(Exception):
-    pass
+    """The command failed: exit status 1."""
+
+
+class Missing(BackupError):
+    """Something the command needs is not there (a directory, gpg, the key file): exit 1.
+    Never a reason to try an older set: every set would fail the same way."""
+
+
+class NoDatabase(Exception):
+    """The configured database file does not exist yet: nothing to back up (exit 3)."""
+
+
+class NoUsableBackup(Exception):
+    """No backup set matches or passes its checks (exit 3)."""
+
+
+def config_file() -> Path:
+    return Path(os.environ.get("TASK_MANAGER_BACKUP_CONFIG", DEFAULT_CONFIG))
+
+
+def layout_file() -> Path:
+    return Path(os.environ.get("TASK_MANAGER_LAYOUT", DEFAULT_LAYOUT))
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BackupError(f"cannot read {path}: {exc}") from exc
 
 
 def load_config() -> dict:
-    try:
-        return json.loads(CONFIG_FILE.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BackupError(f"cannot read {CONFIG_FILE}: {exc}") from exc
+    """The host's layout (database, directories, service account), then the backup settings."""
+    return {**read_json(layout_file()), **read_json(config_file())}
 
 
 def log(config: dict, message: str) -> None:
     line = f"{dt.datetime.now().strftime('%Y-%m-%d %H:%M:%S')} backup: {message}"
     print(line, file=sys.stderr)
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, KeyError, TypeError):
         log_file = Path(config["log_dir"]) / "backup.log"
         with log_file.open("a", encoding="utf-8") as handle:
             handle.write(line + "\n")
+
+
+def require_dir(path: Path, what: str) -> None:
+    if not path.is_dir():
+        raise Missing(f"{what} {path} is missing")
 
 
 def sha256(path: Path) -> str:
@@ -100,7 +138,7 @@ def counts(path: Path) -> dict:
         result = {}
         for table in ("users", "tasks"):
             try:
-                result[table] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
+                result[table] = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 (fixed names)
             except sqlite3.DatabaseError:
                 result[table] = None
         try:
@@ -130,10 +168,10 @@ def online_copy(source: Path, target: Path) -> None:
 
 
 def dump(copy: Path, target: Path) -> None:
-    sqlite3_cli = shutil.which("sqlite3")
     with gzip.open(target, "wb", compresslevel=6) as out:
-        if sqlite3_cli:  # the manual's own `sqlite3 ... .dump`, the format restore.yml reads back
-            with subprocess.Popen([sqlite3_cli, str(copy), ".dump"], stdout=subprocess.PIPE) as proc:
+        if os.access(SQLITE3, os.X_OK):  # the manual's own `sqlite3 ... .dump`, the format restore.yml reads back
+            # S603: a fixed absolute program and an argument list, no shell.
+            with subprocess.Popen([SQLITE3, str(copy), ".dump"], stdout=subprocess.PIPE) as proc:  # noqa: S603
                 shutil.copyfileobj(proc.stdout, out, 1 << 20)
             if proc.returncode != 0:
                 raise BackupError(f"sqlite3 .dump exited with {proc.returncode}")
@@ -146,13 +184,17 @@ def dump(copy: Path, target: Path) -> None:
                 conn.close()
 
 
-def verify_dump(dump_file: Path, expected: dict, scratch: Path) -> None:
-    conn = sqlite3.connect(scratch)
+def load_dump(dump_file: Path, target: Path) -> None:
+    conn = sqlite3.connect(target)
     try:
         with gzip.open(dump_file, "rt", encoding="utf-8") as handle:
             conn.executescript(handle.read())
     finally:
         conn.close()
+
+
+def verify_dump(dump_file: Path, expected: dict, scratch: Path) -> None:
+    load_dump(dump_file, scratch)
     if integrity(scratch) != "ok":
         raise BackupError("the SQL dump does not load into a sound database")
     loaded = counts(scratch)
@@ -167,19 +209,35 @@ def tar_paths(target: Path, paths: list[tuple[str, Path]]) -> None:
                 tar.add(path, arcname=arcname)
 
 
-def encrypt(config: dict, path: Path) -> Path:
+def gpg(config: dict, arguments: list[str], home: Path) -> None:
+    """Run gpg with the configured passphrase file; what is missing is named, not guessed."""
     key_file = config.get("encryption_key_file")
+    if not key_file or not Path(key_file).is_file():
+        raise Missing(f"encryption is on but the key file {key_file} is missing")
+    if not os.access(GPG, os.X_OK):
+        raise Missing(f"{GPG} is missing: encrypted backups need gnupg (apt install gnupg)")
+    # S603: a fixed absolute program and an argument list, no shell.
+    subprocess.run(  # noqa: S603
+        [GPG, "--batch", "--yes", "--quiet", "--pinentry-mode", "loopback", "--passphrase-file", key_file,
+         *arguments],
+        check=True, env={**os.environ, "GNUPGHOME": str(home)},
+    )
+
+
+def encrypt(config: dict, path: Path) -> Path:
     if not config.get("encrypt"):
         return path
-    if not key_file or not Path(key_file).exists():
-        raise BackupError(f"encryption is on but the key file {key_file} is missing")
     target = path.with_name(path.name + ".gpg")
-    subprocess.run(
-        [GPG, "--batch", "--yes", "--quiet", "--pinentry-mode", "loopback", "--passphrase-file", key_file,
-         "--symmetric", "--cipher-algo", "AES256", "--output", str(target), str(path)],
-        check=True, env={**os.environ, "GNUPGHOME": str(path.parent / ".gnupg")},
-    )
+    gpg(config, ["--symmetric", "--cipher-algo", "AES256", "--output", str(target), str(path)], path.parent / ".gnupg")
     path.unlink()
+    return target
+
+
+def decrypt(config: dict, path: Path, scratch: Path) -> Path:
+    if path.suffix != ".gpg":
+        return path
+    target = scratch / path.name.removesuffix(".gpg")
+    gpg(config, ["--output", str(target), "--decrypt", str(path)], scratch / ".gnupg")
     return target
 
 
@@ -196,7 +254,9 @@ def release_info(config: dict) -> dict:
 
 @contextlib.contextmanager
 def locked(backup_dir: Path):
-    backup_dir.mkdir(parents=True, exist_ok=True)
+    # Never made here: a backup directory that is not there (an unmounted backup disk)
+    # is a failure to report, not a place to start filling the system disk.
+    require_dir(backup_dir, "the backup directory")
     with (backup_dir / ".lock").open("w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # one backup or prune at a time
         yield
@@ -219,41 +279,57 @@ def room_for(database: Path, backup_dir: Path) -> None:
             "(maintenance.yml prunes old sets) or move backup_dir to a larger disk")
 
 
+def utc_now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def new_stamp() -> str:
+    return dt.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
+
+
+def build_set(config: dict, database: Path, kind: str, stamp: str, scratch: Path) -> tuple[list[Path], dict]:
+    """The set's files in scratch, each verified (and encrypted when configured), and the database's facts."""
+    copy = scratch / f"task_manager_{stamp}.db"
+    online_copy(database, copy)
+    check = integrity(copy)
+    if check != "ok":
+        raise BackupError(f"the copy of {database} fails PRAGMA integrity_check: {check}")
+    facts = counts(copy)
+    dump_file = scratch / f"dump_{stamp}.sql.gz"
+    dump(copy, dump_file)
+    verify_dump(dump_file, facts, scratch / "verify.db")
+    (scratch / "verify.db").unlink()
+    files = [copy, dump_file]
+    if kind in FULL_KINDS:
+        logs = scratch / f"logs_{stamp}.tar.gz"
+        tar_paths(logs, [("logs", Path(config["log_dir"]))])
+        conf = scratch / f"config_{stamp}.tar.gz"
+        tar_paths(conf, [(p.lstrip("/"), Path(p)) for p in config.get("config_paths", [])])
+        files += [logs, conf]
+    return [encrypt(config, f) for f in files], facts
+
+
 def create(config: dict, kind: str, label: str | None) -> dict:
     database = Path(config["database"])
-    if not database.exists():
-        raise FileNotFoundError(str(database))
     backup_dir = Path(config["backup_dir"])
+    # Only the database file itself may be absent ("nothing to back up yet"); a missing
+    # instance directory means a broken or half-made host, and that is a failure.
+    require_dir(database.parent, "the instance directory")
+    if not database.exists():
+        raise NoDatabase(f"no database at {database}: nothing to back up yet")
     target_dir = backup_dir / kind
-    stamp = dt.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
+    stamp = new_stamp()
     os.umask(0o077)
     with locked(backup_dir):
-        target_dir.mkdir(parents=True, exist_ok=True)
         room_for(database, backup_dir)
+        target_dir.mkdir(exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=backup_dir))
         try:
-            copy = scratch / f"task_manager_{stamp}.db"
-            online_copy(database, copy)
-            check = integrity(copy)
-            if check != "ok":
-                raise BackupError(f"the copy of {database} fails PRAGMA integrity_check: {check}")
-            facts = counts(copy)
-            dump_file = scratch / f"dump_{stamp}.sql.gz"
-            dump(copy, dump_file)
-            verify_dump(dump_file, facts, scratch / "verify.db")
-            (scratch / "verify.db").unlink()
-            files = [copy, dump_file]
-            if kind in FULL_KINDS:
-                logs = scratch / f"logs_{stamp}.tar.gz"
-                tar_paths(logs, [("logs", Path(config["log_dir"]))])
-                conf = scratch / f"config_{stamp}.tar.gz"
-                tar_paths(conf, [(p.lstrip("/"), Path(p)) for p in config.get("config_paths", [])])
-                files += [logs, conf]
-            files = [encrypt(config, f) for f in files]
+            files, facts = build_set(config, database, kind, stamp, scratch)
             manifest = {
                 "kind": kind,
                 "label": label,
-                "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                "created_at": utc_now(),
                 "stamp": stamp,
                 "database": str(database),
                 "integrity": "ok",
@@ -315,22 +391,6 @@ def prune(config: dict, dry_run: bool) -> list[str]:
     return removed
 
 
-class NoUsableBackup(Exception):
-    pass
-
-
-def decrypt(config: dict, path: Path, scratch: Path) -> Path:
-    if path.suffix != ".gpg":
-        return path
-    target = scratch / path.name.removesuffix(".gpg")
-    subprocess.run(
-        [GPG, "--batch", "--yes", "--quiet", "--pinentry-mode", "loopback", "--passphrase-file",
-         config["encryption_key_file"], "--output", str(target), "--decrypt", str(path)],
-        check=True, env={**os.environ, "GNUPGHOME": str(scratch / ".gnupg")},
-    )
-    return target
-
-
 def check_set(config: dict, entry: dict, source: str, scratch: Path) -> Path:
     """A verified, decrypted candidate database file built from one backup set."""
     directory = Path(entry["dir"])
@@ -348,12 +408,7 @@ def check_set(config: dict, entry: dict, source: str, scratch: Path) -> Path:
     if source == "db":
         shutil.copyfile(plain, candidate)
     else:
-        conn = sqlite3.connect(candidate)
-        try:
-            with gzip.open(plain, "rt", encoding="utf-8") as handle:
-                conn.executescript(handle.read())
-        finally:
-            conn.close()
+        load_dump(plain, candidate)
     check = integrity(candidate)
     if check != "ok":
         raise BackupError(f"set {entry['stamp']} ({source}) fails PRAGMA integrity_check: {check}")
@@ -364,7 +419,60 @@ def service_running(config: dict) -> bool:
     if not os.path.exists(SYSTEMCTL) or not config.get("service"):
         return False
     units = [f"{config['service']}.service", f"{config['service']}.socket"]
-    return subprocess.run([SYSTEMCTL, "is-active", "--quiet", *units], check=False).returncode == 0
+    # S603: a fixed absolute program and an argument list, no shell.
+    return subprocess.run([SYSTEMCTL, "is-active", "--quiet", *units], check=False).returncode == 0  # noqa: S603
+
+
+def select_sets(config: dict, selector: str, kind: str | None) -> list[dict]:
+    """The sets to try, in order: newest first for latest and latest-good, else the one named."""
+    entries = [m for m in manifests(config, kind) if m.get("kind") != "safety"]
+    if selector in ("latest", "latest-good"):
+        ordered = list(reversed(entries))
+    else:
+        ordered = [m for m in entries if selector in (m["stamp"], m["manifest"], Path(m["manifest"]).name)]
+    if not ordered:
+        raise NoUsableBackup(f"no backup set matches {selector!r}")
+    return ordered
+
+
+def first_good(config: dict, ordered: list[dict], selector: str, source: str,
+               scratch: Path) -> tuple[dict, Path, list[str]]:
+    """The first set that passes every check, its candidate file, and why the ones before it failed."""
+    problems = []
+    for entry in ordered:
+        try:
+            return entry, check_set(config, entry, source, scratch), problems
+        except Missing:
+            raise  # gpg or the key file: every other set would fail the same way
+        except (BackupError, sqlite3.Error, OSError, subprocess.CalledProcessError) as exc:
+            problems.append(str(exc))
+            if selector != "latest-good":
+                raise BackupError(str(exc)) from None
+    raise NoUsableBackup("no backup set passes its checks: " + "; ".join(problems))
+
+
+def keep_safety_copy(database: Path, backup_dir: Path, restoring: str) -> str | None:
+    """Copy the current database (with its -wal and -shm) aside as a safety set; its manifest path."""
+    if not database.exists():
+        return None
+    stamp = new_stamp()
+    safety_dir = backup_dir / "safety"
+    safety_dir.mkdir(mode=0o700, exist_ok=True)
+    kept = {}
+    # A copy, not a rename: backups often sit on another file system. The originals go
+    # only once every copy is complete (the caller's rename).
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(f"{database}{suffix}")
+        if path.exists():
+            target = safety_dir / f"task_manager_{stamp}.db{suffix}"
+            shutil.copy2(path, target)
+            kept[target.name] = {"sha256": sha256(target), "bytes": target.stat().st_size}
+    manifest = safety_dir / f"backup_{stamp}.json"
+    manifest.write_text(json.dumps({
+        "kind": "safety", "stamp": stamp, "label": f"database as it was before restoring {restoring}",
+        "created_at": utc_now(), "files": kept,
+    }, indent=2) + "\n", encoding="utf-8")
+    return str(manifest)
 
 
 def restore(config: dict, selector: str, source: str, kind: str | None) -> dict:
@@ -372,48 +480,14 @@ def restore(config: dict, selector: str, source: str, kind: str | None) -> dict:
         raise BackupError(f"stop {config['service']}.socket and .service first: never restore under a running service")
     database = Path(config["database"])
     backup_dir = Path(config["backup_dir"])
+    require_dir(database.parent, "the instance directory")
     with locked(backup_dir):
-        entries = [m for m in manifests(config, kind) if m.get("kind") != "safety"]
-        if selector in ("latest", "latest-good"):
-            ordered = list(reversed(entries))
-        else:
-            ordered = [m for m in entries if selector in (m["stamp"], m["manifest"], Path(m["manifest"]).name)]
-        if not ordered:
-            raise NoUsableBackup(f"no backup set matches {selector!r}")
+        ordered = select_sets(config, selector, kind)
         scratch = Path(tempfile.mkdtemp(prefix=".restore-", dir=database.parent))
         try:
-            problems = []
-            for entry in ordered:
-                try:
-                    candidate = check_set(config, entry, source, scratch)
-                    break
-                except (BackupError, sqlite3.Error, OSError, subprocess.CalledProcessError) as exc:
-                    problems.append(str(exc))
-                    if selector != "latest-good":
-                        raise BackupError(str(exc)) from None
-            else:
-                raise NoUsableBackup("no backup set passes its checks: " + "; ".join(problems))
+            entry, candidate, problems = first_good(config, ordered, selector, source, scratch)
             facts = counts(candidate)
-            safety = None
-            if database.exists():
-                stamp = dt.datetime.now().strftime("%Y%m%d_%H%M%S_%f")
-                safety_dir = backup_dir / "safety"
-                safety_dir.mkdir(mode=0o700, exist_ok=True)
-                moved = {}
-                # A copy, not a rename: backups often sit on another file system. The
-                # originals go only once every copy is complete (the rename below).
-                for suffix in ("", "-wal", "-shm"):
-                    path = Path(f"{database}{suffix}")
-                    if path.exists():
-                        target = safety_dir / f"task_manager_{stamp}.db{suffix}"
-                        shutil.copy2(path, target)
-                        moved[target.name] = {"sha256": sha256(target), "bytes": target.stat().st_size}
-                safety = str(safety_dir / f"backup_{stamp}.json")
-                Path(safety).write_text(json.dumps({
-                    "kind": "safety", "stamp": stamp, "label": f"database as it was before restoring {entry['stamp']}",
-                    "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-                    "files": moved,
-                }, indent=2) + "\n", encoding="utf-8")
+            safety = keep_safety_copy(database, backup_dir, entry["stamp"])
             candidate.chmod(0o600)
             candidate.rename(database)
             for suffix in ("-wal", "-shm"):  # stale ones would be replayed into the restored file
@@ -436,16 +510,64 @@ def drop_privileges(config: dict) -> None:
     import grp  # noqa: PLC0415  (Unix-only, needed only here)
     import pwd  # noqa: PLC0415
 
-    user = pwd.getpwnam(config["user"])
+    try:
+        uid = pwd.getpwnam(config["user"]).pw_uid
+        gid = grp.getgrnam(config["group"]).gr_gid
+    except KeyError as exc:
+        raise BackupError(f"the service account {exc} does not exist") from None
     os.setgroups([])
-    os.setgid(grp.getgrnam(config["group"]).gr_gid)
-    os.setuid(user.pw_uid)
+    os.setgid(gid)
+    os.setuid(uid)
     os.environ["HOME"] = config["backup_dir"]
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_list(config: dict, args: argparse.Namespace) -> int:
+    entries = manifests(config, args.kind)
+    if args.json:
+        print(json.dumps(entries, indent=2))
+    else:
+        for m in entries:
+            print(f"{m['stamp']}  {m['kind']:<10} tasks={m.get('tasks')} release={m.get('release')}  {m['manifest']}")
+    return 0
+
+
+def run_prune(config: dict, args: argparse.Namespace) -> int:
+    removed = prune(config, args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    for path in removed:
+        print(f"{verb} {path}")
+    if removed:  # an idle prune writes nothing, so an idle log is not rotated for it
+        log(config, f"prune: {verb} {len(removed)} files")
+    return 0
+
+
+def run_restore(config: dict, args: argparse.Namespace) -> int:
+    result = restore(config, args.selector, args.source, args.kind)
+    log(config, f"restore ok from {result['restored']} ({result['source']}): tasks={result.get('tasks')}")
+    print(json.dumps(result))
+    return 0
+
+
+def run_create(config: dict, args: argparse.Namespace) -> int:
+    kind = args.kind or "manual"
+    manifest = create(config, kind, args.label)
+    log(config, f"{kind} backup ok: tasks={manifest.get('tasks')} {manifest['manifest']}")
+    print(json.dumps(manifest))
+    return 0
+
+
+COMMANDS = {"create": run_create, "list": run_list, "prune": run_prune, "restore": run_restore}
+
+
+def describe(exc: BaseException) -> str:
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return f"{exc.filename} is missing ({exc.strerror})"
+    return str(exc)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="task-manager-backup", description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", nargs="?", default="create", choices=("create", "list", "prune", "restore"))
+    parser.add_argument("command", nargs="?", default="create", choices=tuple(COMMANDS))
     parser.add_argument("selector", nargs="?", default=None, help="restore: latest, latest-good, a stamp or a manifest")
     parser.add_argument("--from", dest="source", choices=("db", "dump"), default="db",
                         help="restore: from the database copy (default) or the SQL dump")
@@ -454,50 +576,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="list: print JSON")
     parser.add_argument("--dry-run", action="store_true", help="prune: say what would go, remove nothing")
     args = parser.parse_args(argv)
+    if args.command == "restore" and not args.selector:
+        parser.error("restore needs latest, latest-good, a stamp or a manifest")
+    if args.command == "create" and args.selector:
+        parser.error(f"{args.command} takes no selector")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config: dict = {}
     try:
         config = load_config()
         drop_privileges(config)
-        if args.command == "list":
-            entries = manifests(config, args.kind)
-            if args.json:
-                print(json.dumps(entries, indent=2))
-            else:
-                for m in entries:
-                    print(f"{m['stamp']}  {m['kind']:<10} tasks={m.get('tasks')} release={m.get('release')}  "
-                          f"{m['manifest']}")
-            return 0
-        if args.command == "prune":
-            removed = prune(config, args.dry_run)
-            verb = "would remove" if args.dry_run else "removed"
-            for path in removed:
-                print(f"{verb} {path}")
-            if removed:  # an idle prune writes nothing, so an idle log is not rotated for it
-                log(config, f"prune: {verb} {len(removed)} files")
-            return 0
-        if args.command == "restore":
-            if not args.selector:
-                parser.error("restore needs latest, latest-good, a stamp or a manifest")
-            result = restore(config, args.selector, args.source, args.kind)
-            log(config, f"restore ok from {result['restored']} ({result['source']}): tasks={result.get('tasks')}")
-            print(json.dumps(result))
-            return 0
-        if args.selector:
-            parser.error(f"{args.command} takes no selector")
-        kind = args.kind or "manual"
-        manifest = create(config, kind, args.label)
-        log(config, f"{kind} backup ok: tasks={manifest.get('tasks')} {manifest['manifest']}")
-        print(json.dumps(manifest))
-        return 0
-    except NoUsableBackup as exc:
+        return COMMANDS[args.command](config, args)
+    except (NoDatabase, NoUsableBackup) as exc:
         print(f"task-manager-backup: {exc}", file=sys.stderr)
         return 3
-    except FileNotFoundError as exc:
-        print(f"task-manager-backup: no database at {exc}: nothing to back up yet", file=sys.stderr)
-        return 3
     except (BackupError, OSError, sqlite3.Error, subprocess.CalledProcessError) as exc:
-        with contextlib.suppress(Exception):
-            log(load_config(), f"FAILED: {exc}")
-        print(f"task-manager-backup: FAILED: {exc}", file=sys.stderr)
+        message = f"FAILED: {describe(exc)}"
+        if config:
+            log(config, message)
+        print(f"task-manager-backup: {message}", file=sys.stderr)
         return 1
 
 

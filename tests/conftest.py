@@ -1,0 +1,74 @@
+"""Shared helpers for the host commands' unit tests (tests/test_backup_command.py,
+tests/test_check_command.py): the commands are stdlib scripts in roles/*/files/, loaded
+here as modules from their file paths, and a small SQLite database with the app's tables."""
+
+from __future__ import annotations
+
+import grp
+import importlib.util
+import os
+import pwd
+import sqlite3
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BACKUP_SCRIPT = ROOT / "roles" / "backup" / "files" / "task-manager-backup.py"
+CHECK_SCRIPT = ROOT / "roles" / "check" / "files" / "task-manager-check.py"
+
+# What counts() and the restore read: users, tasks and Alembic's revision, as the app makes them.
+SCHEMA = """
+CREATE TABLE users (id INTEGER PRIMARY KEY, username VARCHAR(80) NOT NULL UNIQUE, password_hash VARCHAR(255) NOT NULL);
+CREATE TABLE tasks (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users (id),
+                    title VARCHAR(200) NOT NULL, description TEXT, completed BOOLEAN NOT NULL DEFAULT 0);
+CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY);
+INSERT INTO alembic_version VALUES ('0003');
+"""
+
+
+def load_script(name: str, path: Path):
+    """Import a script that has no importable file name, as a fresh module."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look a module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def make_database(path: Path, users: int = 2, tasks: int = 5) -> Path:
+    """A WAL-mode SQLite file with the app's tables, like the service's own."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.executescript(SCHEMA)
+        conn.executemany("INSERT INTO users (username, password_hash) VALUES (?, ?)",
+                         [(f"user{i}", "scrypt:x") for i in range(users)])
+        conn.executemany("INSERT INTO tasks (user_id, title, description) VALUES (?, ?, ?)",
+                         [(1, f"task {i}", "x" * 200) for i in range(tasks)])
+        conn.commit()
+    finally:
+        conn.close()
+    return path
+
+
+def add_tasks(path: Path, count: int) -> None:
+    conn = sqlite3.connect(path)
+    try:
+        conn.executemany("INSERT INTO tasks (user_id, title) VALUES (1, ?)", [(f"later {i}",) for i in range(count)])
+        conn.commit()
+    finally:
+        conn.close()
+
+
+def task_count(path: Path) -> int:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def current_account() -> tuple[str, str]:
+    """The user and group this test runs as: the commands' drop to the service user is then a no-op."""
+    return pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name

@@ -1,0 +1,596 @@
+"""roles/backup/files/task-manager-backup.py on a temporary SQLite file, in seconds:
+create, verify, prune (the newest-3 rule), restore, damaged sets, a full disk, encryption,
+and the exit statuses the runbooks rely on (0 done, 1 failed, 2 bad usage, 3 nothing there)."""
+
+from __future__ import annotations
+
+import collections
+import gzip
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import BACKUP_SCRIPT, add_tasks, current_account, load_script, make_database, task_count
+
+backup = load_script("task_manager_backup", BACKUP_SCRIPT)
+GPG_PRESENT = os.access(backup.GPG, os.X_OK)
+needs_gpg = pytest.mark.skipif(not GPG_PRESENT, reason=f"{backup.GPG} is missing (apt install gnupg)")
+
+
+class Host:
+    """A host's layout under tmp_path, the command's settings file pointing at it."""
+
+    def __init__(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+        self.root = tmp_path
+        self.database = tmp_path / "instance" / "task_manager.db"
+        self.backup_dir = tmp_path / "backups"
+        self.log_dir = tmp_path / "logs"
+        self.key_file = tmp_path / "backup.key"
+        self.config_file = tmp_path / "backup.json"
+        self.backup_dir.mkdir(mode=0o700)
+        self.log_dir.mkdir()
+        (self.log_dir / "task_manager.log").write_text("a log line\n", encoding="utf-8")
+        release = tmp_path / "releases" / "20250101-abc"
+        release.mkdir(parents=True)
+        (release / "RELEASE.json").write_text(json.dumps({"revision": "abc123"}), encoding="utf-8")
+        (tmp_path / "current").symlink_to(release)
+        app_env = tmp_path / "config" / "app.env"
+        app_env.parent.mkdir()
+        app_env.write_text("SETTING=1\n", encoding="utf-8")
+        user, group = current_account()
+        self.config = {
+            "database": str(self.database), "backup_dir": str(self.backup_dir), "log_dir": str(self.log_dir),
+            "current_link": str(tmp_path / "current"), "user": user, "group": group, "service": "task-manager",
+            "keep_min": 3, "retention_days": {"default": 30, "monthly": 365},
+            "config_paths": [str(app_env), str(tmp_path / "config" / "not-there")],
+            "encrypt": False, "encryption_key_file": str(self.key_file),
+        }
+        self.write_config()
+        monkeypatch.setenv("TASK_MANAGER_BACKUP_CONFIG", str(self.config_file))
+        # The layout and the settings in one file here: the command merges the two.
+        monkeypatch.setenv("TASK_MANAGER_LAYOUT", str(self.config_file))
+        # Running as root, the command drops to the configured account (this one) and sets
+        # HOME: monkeypatch puts HOME back, and setgroups([]) must not strip the test run's groups.
+        monkeypatch.setenv("HOME", str(tmp_path))
+        monkeypatch.setattr(os, "setgroups", lambda groups: None)
+        # No systemd in a test: the service is not running unless a test says so.
+        monkeypatch.setattr(backup, "SYSTEMCTL", str(tmp_path / "no-systemctl"))
+
+    def write_config(self, **changes) -> None:
+        self.config.update(changes)
+        self.config_file.write_text(json.dumps(self.config), encoding="utf-8")
+
+    def sets(self, kind: str | None = None) -> list[dict]:
+        return backup.manifests(self.config, kind)
+
+    def files(self) -> list[Path]:
+        return sorted(p for p in self.backup_dir.rglob("*") if p.is_file() and p.name != ".lock")
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    return Host(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def short_host(monkeypatch):
+    """A host under a short path: gpg-agent's sockets live in GNUPGHOME, beside the set's
+    scratch files, and a Unix socket path must stay under 108 bytes (pytest's tmp_path is long)."""
+    root = Path(tempfile.mkdtemp(prefix="tmb-"))
+    yield Host(root, monkeypatch)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def db(host):
+    return make_database(host.database)
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    """main() with these arguments: its exit status, stdout and stderr."""
+    try:
+        status = backup.main(list(argv))
+    except SystemExit as exc:  # argparse
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def create(capsys, *argv: str) -> dict:
+    status, out, err = run(capsys, "create", *argv)
+    assert status == 0, err
+    return json.loads(out)
+
+
+def fingerprint(path: Path) -> str:
+    return backup.sha256(path)
+
+
+# --- create and verify -------------------------------------------------------------------
+
+
+def test_a_daily_set_is_a_verified_copy_and_dump_with_a_manifest(host, db, capsys):
+    made = create(capsys, "--kind", "daily", "--label", "nightly")
+    directory = host.backup_dir / "daily"
+    stamp = made["stamp"]
+    names = {f"task_manager_{stamp}.db", f"dump_{stamp}.sql.gz"}
+    assert set(made["files"]) == names
+    assert made["manifest"] == str(directory / f"backup_{stamp}.json")
+    assert (made["kind"], made["label"], made["integrity"], made["encrypted"]) == ("daily", "nightly", "ok", False)
+    assert (made["users"], made["tasks"], made["schema_revision"]) == (2, 5, "0003")
+    assert (made["release"], made["revision"]) == ("20250101-abc", "abc123")
+    # The manifest on disk is what was printed, and every sha256 in it is the file's.
+    on_disk = json.loads((directory / f"backup_{stamp}.json").read_text(encoding="utf-8"))
+    assert on_disk["files"] == made["files"]
+    for name, meta in on_disk["files"].items():
+        assert fingerprint(directory / name) == meta["sha256"]
+        assert (directory / name).stat().st_size == meta["bytes"]
+        assert (directory / name).stat().st_mode & 0o777 == 0o600
+    assert backup.integrity(directory / f"task_manager_{stamp}.db") == "ok"
+    assert backup.counts(directory / f"task_manager_{stamp}.db") == {"users": 2, "tasks": 5, "schema_revision": "0003"}
+    # The dump loads back into the same rows.
+    with gzip.open(directory / f"dump_{stamp}.sql.gz", "rt", encoding="utf-8") as handle:
+        assert "CREATE TABLE users" in handle.read()
+    assert host.backup_dir.stat().st_mode & 0o777 == 0o700
+    assert not list(host.backup_dir.glob(".tmp-*"))  # the scratch directory is gone
+    assert "daily backup ok: tasks=5" in (host.log_dir / "backup.log").read_text(encoding="utf-8")
+
+
+def test_a_manual_set_is_the_default_and_a_weekly_one_is_full(host, db, capsys):
+    manual = create(capsys)
+    assert manual["kind"] == "manual" and manual["dir"] == str(host.backup_dir / "manual")
+    weekly = create(capsys, "--kind", "weekly")
+    prefixes = sorted(name.split("_", 1)[0] for name in weekly["files"])
+    assert prefixes == ["config", "dump", "logs", "task"]
+    with gzip.open(Path(weekly["dir"]) / f"config_{weekly['stamp']}.tar.gz") as handle:
+        assert b"SETTING=1" in handle.read()
+
+
+def test_the_dump_is_made_without_the_sqlite3_program_too(host, db, capsys, monkeypatch):
+    monkeypatch.setattr(backup, "SQLITE3", str(host.root / "no-sqlite3"))
+    made = create(capsys, "--kind", "daily")
+    assert made["tasks"] == 5
+    status, out, _ = run(capsys, "restore", "latest", "--from", "dump")
+    assert status == 0 and json.loads(out)["tasks"] == 5
+
+
+def test_a_dump_that_does_not_load_back_the_same_rows_is_refused(host, db, tmp_path):
+    dump_file = tmp_path / "dump.sql.gz"
+    backup.dump(db, dump_file)
+    with pytest.raises(backup.BackupError, match="the SQL dump holds"):
+        backup.verify_dump(dump_file, {"users": 2, "tasks": 6, "schema_revision": "0003"}, tmp_path / "v.db")
+
+
+def lose_an_index_row(path: Path) -> None:
+    """Damage a database the way integrity_check finds (and not the way opening it does):
+    a user added to the table while its unique index keeps the page it had before."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute("PRAGMA journal_mode = DELETE")
+        page = conn.execute("PRAGMA page_size").fetchone()[0]
+        root = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_autoindex_users_1'").fetchone()[0]
+        old_index = path.read_bytes()[(root - 1) * page: root * page]
+        conn.execute("INSERT INTO users (username, password_hash) VALUES ('late', 'x')")
+        conn.commit()
+    finally:
+        conn.close()
+    data = bytearray(path.read_bytes())
+    data[(root - 1) * page: root * page] = old_index
+    path.write_bytes(bytes(data))
+
+
+def test_a_database_that_fails_integrity_check_leaves_no_set(host, db, capsys):
+    lose_an_index_row(db)
+    status, _, err = run(capsys, "create", "--kind", "daily")
+    assert status == 1
+    assert f"the copy of {db} fails PRAGMA integrity_check: " in err
+    assert "missing from index" in err
+    assert host.files() == []
+    assert "FAILED" in (host.log_dir / "backup.log").read_text(encoding="utf-8")
+
+
+def test_list_shows_the_sets(host, db, capsys):
+    first = create(capsys, "--kind", "daily")
+    second = create(capsys, "--kind", "manual", "--label", "x")
+    status, out, _ = run(capsys, "list", "--json")
+    assert status == 0
+    assert [m["stamp"] for m in json.loads(out)] == [first["stamp"], second["stamp"]]
+    status, out, _ = run(capsys, "list", "--kind", "manual")
+    assert status == 0
+    assert out.splitlines() == [f"{second['stamp']}  manual     tasks=5 release=20250101-abc  {second['manifest']}"]
+
+
+# --- missing things: 3 only for a database file not made yet -----------------------------
+
+
+def test_no_database_file_yet_is_exit_3(host, capsys):
+    host.database.parent.mkdir()
+    status, out, err = run(capsys, "create", "--kind", "daily")
+    assert (status, out) == (3, "")
+    assert f"no database at {host.database}: nothing to back up yet" in err
+    assert host.files() == []
+
+
+def test_a_missing_instance_directory_is_a_failure_that_names_it(host, capsys):
+    for argv in (["create", "--kind", "daily"], ["restore", "latest"]):
+        status, _, err = run(capsys, *argv)
+        assert status == 1, argv
+        assert f"FAILED: the instance directory {host.database.parent} is missing" in err
+    assert host.files() == []
+
+
+def test_a_missing_backup_directory_is_a_failure_not_made_anew(host, db, capsys):
+    shutil.rmtree(host.backup_dir)
+    for argv in (["create", "--kind", "daily"], ["prune"], ["restore", "latest"]):
+        status, _, err = run(capsys, *argv)
+        assert status == 1, argv
+        assert f"the backup directory {host.backup_dir} is missing" in err
+    assert not host.backup_dir.exists()
+
+
+def test_a_missing_gpg_is_a_failure_that_names_it(host, db, capsys, monkeypatch):
+    host.key_file.write_text("secret\n", encoding="utf-8")
+    host.write_config(encrypt=True)
+    monkeypatch.setattr(backup, "GPG", str(host.root / "bin" / "gpg"))
+    status, _, err = run(capsys, "create", "--kind", "daily")
+    assert status == 1
+    assert f"{host.root / 'bin' / 'gpg'} is missing" in err
+    assert host.files() == []
+
+
+def test_a_missing_key_file_is_a_failure_that_names_it(host, db, capsys):
+    host.write_config(encrypt=True)
+    status, _, err = run(capsys, "create", "--kind", "daily")
+    assert status == 1
+    assert f"the key file {host.key_file} is missing" in err
+    assert host.files() == []
+
+
+def test_any_other_missing_file_is_exit_1_and_named(host, db, capsys, monkeypatch):
+    def vanished(*args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", "/somewhere/else")
+
+    monkeypatch.setattr(backup, "online_copy", vanished)
+    status, _, err = run(capsys, "create")
+    assert status == 1
+    assert "FAILED: /somewhere/else is missing (No such file or directory)" in err
+
+
+def test_an_unreadable_config_is_exit_1(host, capsys, monkeypatch):
+    monkeypatch.setenv("TASK_MANAGER_BACKUP_CONFIG", str(host.root / "nothing.json"))
+    status, _, err = run(capsys, "list")
+    assert status == 1
+    assert f"cannot read {host.root / 'nothing.json'}" in err
+
+
+def test_bad_usage_is_exit_2(host, capsys):
+    assert run(capsys, "restore")[0] == 2
+    assert run(capsys, "create", "latest")[0] == 2
+    assert run(capsys, "create", "--kind", "yearly")[0] == 2
+
+
+# --- a full disk -------------------------------------------------------------------------
+
+
+def test_a_full_disk_is_refused_before_anything_is_written(host, db, capsys, monkeypatch):
+    usage = collections.namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(100 << 20, 95 << 20, 5 << 20))
+    status, _, err = run(capsys, "create", "--kind", "daily")
+    assert status == 1
+    assert f"not enough space in {host.backup_dir}: 5 MB free" in err
+    assert "needs about 16 MB" in err
+    assert host.files() == []
+    assert sorted(p.name for p in host.backup_dir.iterdir()) == [".lock"]  # not even the kind's folder
+
+
+# --- prune: retention, and the newest three of each kind always stay ---------------------
+
+
+def age(entry: dict, days: float) -> None:
+    when = time.time() - days * 86400
+    os.utime(entry["manifest"], (when, when))
+
+
+def test_prune_keeps_the_newest_three_of_each_kind_whatever_their_age(host, db, capsys):
+    daily = [create(capsys, "--kind", "daily") for _ in range(5)]
+    monthly = [create(capsys, "--kind", "monthly") for _ in range(4)]
+    for entry in daily:
+        age(entry, 40)  # all past the 30 days
+    for entry in monthly[:2]:
+        age(entry, 40)  # within the monthly 365 days
+    status, out, _ = run(capsys, "prune", "--dry-run")
+    assert status == 0
+    would = [line.removeprefix("would remove ") for line in out.splitlines()]
+    assert sorted(would) == sorted(str(Path(entry["dir"]) / name)
+                                   for entry in daily[:2] for name in [*entry["files"], Path(entry["manifest"]).name])
+    assert len(host.sets("daily")) == 5  # a dry run removes nothing
+    status, out, _ = run(capsys, "prune")
+    assert status == 0 and len(out.splitlines()) == 6
+    assert [m["stamp"] for m in host.sets("daily")] == [entry["stamp"] for entry in daily[2:]]
+    assert len(host.sets("monthly")) == 4
+    assert "prune: removed 6 files" in (host.log_dir / "backup.log").read_text(encoding="utf-8")
+    # Again: nothing left past retention beyond the newest three, and an idle prune logs nothing.
+    before = (host.log_dir / "backup.log").read_text(encoding="utf-8")
+    assert run(capsys, "prune") == (0, "", "")
+    assert (host.log_dir / "backup.log").read_text(encoding="utf-8") == before
+
+
+def test_prune_removes_only_sets_past_retention(host, db, capsys):
+    daily = [create(capsys, "--kind", "daily") for _ in range(5)]
+    age(daily[0], 40)
+    age(daily[1], 10)
+    run(capsys, "prune")
+    assert [m["stamp"] for m in host.sets("daily")] == [entry["stamp"] for entry in daily[1:]]
+
+
+def test_prune_with_keep_min_0_follows_retention_alone(host, db, capsys):
+    host.write_config(keep_min=0)
+    entry = create(capsys, "--kind", "daily")
+    age(entry, 31)
+    run(capsys, "prune")
+    assert host.sets("daily") == []
+
+
+# --- restore -----------------------------------------------------------------------------
+
+
+def test_restore_latest_puts_the_newest_set_back_and_keeps_a_safety_copy(host, db, capsys):
+    create(capsys, "--kind", "daily")
+    add_tasks(db, 3)
+    newest = create(capsys, "--kind", "manual")
+    add_tasks(db, 10)  # written after the newest backup: the restore loses them
+    Path(f"{db}-wal").write_bytes(b"stale")  # must not be replayed into the restored file
+    before = fingerprint(db)
+    status, out, err = run(capsys, "restore", "latest")
+    assert status == 0, err
+    result = json.loads(out)
+    assert (result["stamp"], result["kind"], result["source"], result["tasks"]) == (newest["stamp"], "manual", "db", 8)
+    assert result["skipped"] == []
+    assert task_count(db) == 8 and backup.integrity(db) == "ok"
+    assert not Path(f"{db}-wal").exists() and not Path(f"{db}-shm").exists()
+    assert db.stat().st_mode & 0o777 == 0o600
+    safety = json.loads(Path(result["safety_copy"]).read_text(encoding="utf-8"))
+    assert safety["kind"] == "safety" and newest["stamp"] in safety["label"]
+    kept = Path(result["safety_copy"]).parent / f"task_manager_{safety['stamp']}.db"
+    assert fingerprint(kept) == before == safety["files"][kept.name]["sha256"]
+    assert (Path(result["safety_copy"]).parent / f"task_manager_{safety['stamp']}.db-wal").read_bytes() == b"stale"
+    # A safety copy is never itself the "latest" set.
+    assert all(m["kind"] != "safety" for m in backup.select_sets(host.config, "latest", None))
+    assert not list(db.parent.glob(".restore-*"))
+
+
+def test_restore_a_named_set_from_its_dump(host, db, capsys):
+    old = create(capsys, "--kind", "daily")
+    add_tasks(db, 4)
+    create(capsys, "--kind", "daily")
+    for selector in (old["stamp"], old["manifest"], Path(old["manifest"]).name):
+        status, out, err = run(capsys, "restore", selector, "--from", "dump")
+        assert status == 0, err
+        assert (json.loads(out)["stamp"], json.loads(out)["source"]) == (old["stamp"], "dump")
+        assert task_count(db) == 5
+
+
+def test_restore_into_an_instance_without_a_database(host, db, capsys):
+    create(capsys)
+    db.unlink()
+    status, out, _ = run(capsys, "restore", "latest")
+    assert status == 0
+    assert json.loads(out)["safety_copy"] is None
+    assert task_count(db) == 5
+
+
+def test_restore_with_nothing_to_restore_is_exit_3(host, db, capsys):
+    status, _, err = run(capsys, "restore", "latest")
+    assert status == 3 and "no backup set matches 'latest'" in err
+    create(capsys)
+    status, _, err = run(capsys, "restore", "20000101_000000_000000")
+    assert status == 3 and "no backup set matches" in err
+
+
+def test_restore_is_refused_under_a_running_service(host, db, capsys, monkeypatch):
+    create(capsys)
+    systemctl = host.root / "systemctl"
+    systemctl.write_text("#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/asked\"\nexit 0\n", encoding="utf-8")
+    systemctl.chmod(0o755)
+    monkeypatch.setattr(backup, "SYSTEMCTL", str(systemctl))
+    before = fingerprint(db)
+    status, _, err = run(capsys, "restore", "latest")
+    assert status == 1 and "never restore under a running service" in err
+    assert (host.root / "asked").read_text().split() == [
+        "is-active", "--quiet", "task-manager.service", "task-manager.socket"]
+    assert fingerprint(db) == before
+    systemctl.write_text("#!/bin/sh\nexit 3\n", encoding="utf-8")  # inactive
+    assert run(capsys, "restore", "latest")[0] == 0
+
+
+# --- damaged sets ------------------------------------------------------------------------
+
+
+def damage_truncate(entry: dict) -> Path:
+    path = Path(entry["dir"]) / f"task_manager_{entry['stamp']}.db"
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size // 2)
+    return path
+
+
+def test_a_truncated_set_is_refused_and_nothing_is_touched(host, db, capsys):
+    create(capsys, "--kind", "daily")
+    newest = create(capsys, "--kind", "daily")
+    truncated = damage_truncate(newest)
+    before = fingerprint(db)
+    status, _, err = run(capsys, "restore", "latest")
+    assert status == 1
+    assert f"{truncated} is missing or does not match its manifest" in err
+    assert fingerprint(db) == before
+    assert not (host.backup_dir / "safety").exists()
+
+
+def test_a_wrong_checksum_is_refused(host, db, capsys):
+    entry = create(capsys)
+    manifest = json.loads(Path(entry["manifest"]).read_text(encoding="utf-8"))
+    name = f"dump_{entry['stamp']}.sql.gz"
+    manifest["files"][name]["sha256"] = "0" * 64
+    Path(entry["manifest"]).write_text(json.dumps(manifest), encoding="utf-8")
+    status, _, err = run(capsys, "restore", entry["stamp"], "--from", "dump")
+    assert status == 1 and "does not match its manifest" in err
+
+
+def test_a_missing_file_or_a_set_without_the_source_is_refused(host, db, capsys):
+    entry = create(capsys)
+    (Path(entry["dir"]) / f"dump_{entry['stamp']}.sql.gz").unlink()
+    assert run(capsys, "restore", "latest", "--from", "dump")[0] == 1
+    manifest = json.loads(Path(entry["manifest"]).read_text(encoding="utf-8"))
+    del manifest["files"][f"dump_{entry['stamp']}.sql.gz"]
+    Path(entry["manifest"]).write_text(json.dumps(manifest), encoding="utf-8")
+    status, _, err = run(capsys, "restore", "latest", "--from", "dump")
+    assert status == 1 and f"set {entry['stamp']} has no dump file" in err
+
+
+def test_a_set_whose_copy_fails_integrity_check_is_refused(host, db, capsys):
+    entry = create(capsys)
+    copy = Path(entry["dir"]) / f"task_manager_{entry['stamp']}.db"
+    lose_an_index_row(copy)
+    manifest = json.loads(Path(entry["manifest"]).read_text(encoding="utf-8"))
+    manifest["files"][copy.name]["sha256"] = fingerprint(copy)  # damaged before it was checksummed
+    Path(entry["manifest"]).write_text(json.dumps(manifest), encoding="utf-8")
+    before = fingerprint(db)
+    status, _, err = run(capsys, "restore", "latest")
+    assert status == 1
+    assert f"set {entry['stamp']} (db) fails PRAGMA integrity_check: " in err
+    assert "missing from index sqlite_autoindex_users_1" in err
+    assert fingerprint(db) == before
+
+
+def test_latest_good_skips_damaged_sets(host, db, capsys):
+    good = create(capsys, "--kind", "daily")
+    add_tasks(db, 2)
+    damaged = create(capsys, "--kind", "daily")
+    damage_truncate(damaged)
+    Path(f"{db}").write_bytes(b"this database is broken")
+    status, out, err = run(capsys, "restore", "latest-good")
+    assert status == 0, err
+    result = json.loads(out)
+    assert result["stamp"] == good["stamp"]
+    assert len(result["skipped"]) == 1 and damaged["stamp"] in result["skipped"][0]
+    assert task_count(db) == 5
+
+
+def test_latest_good_with_every_set_damaged_is_exit_3_and_touches_nothing(host, db, capsys):
+    for _ in range(2):
+        damage_truncate(create(capsys))
+    before = fingerprint(db)
+    status, _, err = run(capsys, "restore", "latest-good")
+    assert status == 3 and "no backup set passes its checks" in err
+    assert fingerprint(db) == before
+
+
+def test_a_restored_file_that_fails_its_last_check_is_a_failure(host, db, capsys, monkeypatch):
+    create(capsys)
+    checked = []
+
+    def integrity(path):
+        checked.append(Path(path))
+        return "ok" if Path(path) != db else "row 1 missing from index"
+
+    monkeypatch.setattr(backup, "integrity", integrity)
+    status, _, err = run(capsys, "restore", "latest")
+    assert status == 1 and "the restored database fails PRAGMA integrity_check" in err
+    assert checked[-1] == db
+
+
+# --- encryption --------------------------------------------------------------------------
+
+
+@needs_gpg
+def test_encrypted_sets_restore_and_a_wrong_passphrase_is_refused(short_host, capsys):
+    host = short_host
+    db = make_database(host.database)
+    host.key_file.write_text("correct horse battery staple\n", encoding="utf-8")
+    host.write_config(encrypt=True)
+    first = create(capsys, "--kind", "weekly")
+    assert first["encrypted"] is True
+    assert all(name.endswith(".gpg") for name in first["files"])
+    copy = Path(first["dir"]) / f"task_manager_{first['stamp']}.db.gpg"
+    assert b"SQLite format 3" not in copy.read_bytes()
+    add_tasks(db, 1)
+    create(capsys, "--kind", "daily")
+    add_tasks(db, 1)
+    for source, tasks in (("db", 6), ("dump", 6)):
+        status, out, err = run(capsys, "restore", "latest", "--from", source)
+        assert status == 0, err
+        assert json.loads(out)["tasks"] == tasks == task_count(db)
+
+    # The wrong passphrase: refused, and the database and the backups are as they were.
+    host.key_file.write_text("a wrong passphrase\n", encoding="utf-8")
+    add_tasks(db, 1)
+    before, files_before = fingerprint(db), host.files()
+    status, _, err = run(capsys, "restore", "latest")
+    assert status == 1 and "FAILED" in err
+    status, _, err = run(capsys, "restore", "latest-good")
+    assert status == 3 and "no backup set passes its checks" in err
+    assert fingerprint(db) == before
+    assert host.files() == files_before
+    assert not list(db.parent.glob(".restore-*"))
+
+
+@needs_gpg
+def test_restoring_an_encrypted_set_without_gpg_names_gpg_and_tries_no_older_set(short_host, capsys, monkeypatch):
+    host = short_host
+    db = make_database(host.database)
+    create(capsys)  # a plain set an unthinking latest-good would fall back to
+    host.key_file.write_text("secret\n", encoding="utf-8")
+    host.write_config(encrypt=True)
+    create(capsys)
+    monkeypatch.setattr(backup, "GPG", str(host.root / "no-gpg"))
+    before = fingerprint(db)
+    status, _, err = run(capsys, "restore", "latest-good")
+    assert status == 1 and f"{host.root / 'no-gpg'} is missing" in err
+    assert fingerprint(db) == before
+
+
+# --- privileges and the script as cron runs it -------------------------------------------
+
+
+def test_drop_privileges_switches_to_the_configured_account(host, monkeypatch):
+    calls = []
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(os, "setgroups", lambda groups: calls.append(("setgroups", groups)))
+    monkeypatch.setattr(os, "setgid", lambda gid: calls.append(("setgid", gid)))
+    monkeypatch.setattr(os, "setuid", lambda uid: calls.append(("setuid", uid)))
+    backup.drop_privileges(host.config)
+    assert calls == [("setgroups", []), ("setgid", os.getgid()), ("setuid", os.getuid())]
+    assert os.environ["HOME"] == str(host.backup_dir)
+    with pytest.raises(backup.BackupError, match="does not exist"):
+        backup.drop_privileges({**host.config, "user": "no-such-user-here"})
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    calls.clear()
+    backup.drop_privileges(host.config)
+    assert calls == []
+
+
+@pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no /usr/bin/python3")
+def test_the_script_runs_on_the_system_python_alone(host, db):
+    """The command as cron runs it: Debian's python3, no venv, isolated from site packages."""
+    env = {"PATH": "/usr/bin:/bin", "TASK_MANAGER_BACKUP_CONFIG": str(host.config_file),
+           "TASK_MANAGER_LAYOUT": str(host.config_file), "HOME": str(host.root)}
+    proc = subprocess.run(["/usr/bin/python3", "-I", str(BACKUP_SCRIPT), "create", "--kind", "daily"],
+                          capture_output=True, text=True, env=env, check=False, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["tasks"] == 5
+    assert BACKUP_SCRIPT.read_text(encoding="utf-8").startswith("#!/usr/bin/python3\n")
+
+
+def test_sqlite_errors_are_failures(host, db, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise sqlite3.DatabaseError("file is not a database")
+
+    monkeypatch.setattr(backup, "online_copy", broken)
+    status, _, err = run(capsys, "create")
+    assert status == 1 and "file is not a database" in err
