@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "app"))
 
-from task_manager.validation import PASSWORD_MAX, PASSWORD_MIN  # noqa: E402
+from task_manager.schemas import PASSWORD_MAX, PASSWORD_MIN  # noqa: E402
 
 TARGET = ROOT / "app" / "task_manager" / "common-passwords.txt"
 

@@ -113,7 +113,6 @@ def _derive(app: Flask) -> None:
     cfg["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(minutes=float(cfg["JWT_ACCESS_TOKEN_MINUTES"]))
     cfg["JWT_REFRESH_TOKEN_EXPIRES"] = timedelta(days=float(cfg["JWT_REFRESH_TOKEN_DAYS"]))
     cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
-    cfg["JSON_SORT_KEYS"] = False
     app.json.ensure_ascii = False
     app.json.sort_keys = False
 

@@ -13,27 +13,20 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
 
-TASK_STATUSES = ("pending", "in_progress", "completed")
-TASK_PRIORITIES = ("low", "medium", "high")
+# The limits the database enforces too come from the API's declarations (schemas.py), which
+# also write these rows as JSON (schemas.User, schemas.Task).
+from .schemas import TASK_PRIORITIES, TASK_STATUSES, TITLE_MAX, USERNAME_MAX
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def iso(value: datetime | date | None) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
-    return value.isoformat()
-
-
 class User(db.Model):
     __tablename__ = "users"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    username: Mapped[str] = mapped_column(String(64), unique=True)
+    username: Mapped[str] = mapped_column(String(USERNAME_MAX), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # Every token carries the version it was issued under; raising it ("sign out
@@ -41,9 +34,6 @@ class User(db.Model):
     token_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     tasks: Mapped[list[Task]] = relationship(back_populates="user", cascade="all, delete-orphan", passive_deletes=True)
-
-    def to_dict(self) -> dict:
-        return {"id": self.id, "username": self.username, "created_at": iso(self.created_at)}
 
 
 class Task(db.Model):
@@ -53,7 +43,7 @@ class Task(db.Model):
         CheckConstraint(f"priority IN {TASK_PRIORITIES!r}", name="priority"),
         # completed_at is set exactly when the task is completed, enforced below the API too.
         CheckConstraint("(status = 'completed') = (completed_at IS NOT NULL)", name="completed_at"),
-        CheckConstraint("length(trim(title)) BETWEEN 1 AND 200", name="title"),
+        CheckConstraint(f"length(trim(title)) BETWEEN 1 AND {TITLE_MAX}", name="title"),
         Index("ix_tasks_user_id_status", "user_id", "status"),
         # The list's default order (newest first): read 100 rows in index order instead of
         # sorting every task of the account (bench/api_load.py: 2.5x the throughput at 10,000).
@@ -63,7 +53,7 @@ class Task(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    title: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(TITLE_MAX))
     description: Mapped[str | None] = mapped_column(Text)
     status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
     priority: Mapped[str] = mapped_column(String(8), default="medium", server_default="medium")
@@ -80,19 +70,6 @@ class Task(db.Model):
         elif status != "completed":
             self.completed_at = None
         self.status = status
-
-    def to_dict(self) -> dict:
-        return {
-            "id": self.id,
-            "title": self.title,
-            "description": self.description,
-            "status": self.status,
-            "priority": self.priority,
-            "due_date": iso(self.due_date),
-            "created_at": iso(self.created_at),
-            "updated_at": iso(self.updated_at),
-            "completed_at": iso(self.completed_at),
-        }
 
 
 class RevokedToken(db.Model):

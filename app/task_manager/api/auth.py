@@ -3,14 +3,14 @@ password change, me."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, request
 from flask_jwt_extended import current_user, get_jwt, jwt_required, verify_jwt_in_request
 from flask_jwt_extended.exceptions import NoAuthorizationError
 from jwt import ExpiredSignatureError
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .. import proxy, throttle, tokens, validation
+from .. import proxy, schemas, throttle, tokens, validation
 from ..errors import ApiError
 from ..extensions import db
 from ..logging_setup import safe
@@ -22,7 +22,6 @@ bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 # much time as a wrong password and timing reveals nothing.
 _DUMMY_HASH = generate_password_hash("timing-equaliser-not-a-password")
 LOGIN_FAILED = "ユーザー名またはパスワードが正しくありません"
-TOKEN_FIELDS = {"access_token", "refresh_token"}
 
 
 def hash_password(password: str) -> str:
@@ -54,13 +53,13 @@ def _client() -> str | None:
 
 def _tokens_response(user: User, access: str, refresh: str):
     expires = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
-    return jsonify(
-        access_token=access,
-        refresh_token=refresh,
-        token_type="Bearer",  # noqa: S106  (the scheme name, not a secret)
-        expires_in=int(expires.total_seconds()),
-        user=user.to_dict(),
-    )
+    return schemas.reply(schemas.Tokens, {
+        "access_token": access,
+        "refresh_token": refresh,
+        "token_type": "Bearer",  # the scheme's name, not a secret
+        "expires_in": int(expires.total_seconds()),
+        "user": user,
+    })
 
 
 def _too_many(message: str, wait: int) -> ApiError:
@@ -69,10 +68,8 @@ def _too_many(message: str, wait: int) -> ApiError:
 
 @bp.post("/register")
 def register():
-    data = validation.json_object()
-    validation.reject_unknown(data, {"username", "password"})
-    username = validation.username(data)
-    password = validation.password(data)
+    data = validation.body(schemas.Registration)
+    username, password = data.username, data.password
     client = _client()
     # Counted once the input is valid: every such request costs a lookup and most a scrypt hash.
     wait = throttle.register_retry_after(client)
@@ -85,7 +82,7 @@ def register():
         raise ApiError(409, "username_taken", "このユーザー名は既に使われています", field="username")
     user = create_user(username, password)
     current_app.logger.info("ユーザー登録: username=%s client=%s", safe(username), safe(client))
-    return jsonify(user=user.to_dict()), 201
+    return schemas.reply(schemas.UserReply, {"user": user}, 201)
 
 
 def _login_wait_or_raise(username: str, client: str | None, what: str) -> None:
@@ -99,10 +96,8 @@ def _login_wait_or_raise(username: str, client: str | None, what: str) -> None:
 
 @bp.post("/login")
 def login():
-    data = validation.json_object()
-    validation.reject_unknown(data, {"username", "password"})
-    username = validation.login_username(data)
-    password = validation.password(data, check_rules=False)
+    data = validation.body(schemas.Login)
+    username, password = data.username, data.password
     client = _client()
     _login_wait_or_raise(username, client, "")
     user = db.session.scalar(db.select(User).where(User.username == username))
@@ -133,9 +128,7 @@ def _body_refresh_token() -> dict | None:
     """The payload of the refresh token in the optional body, or None when there is none."""
     if not request.get_data(cache=True).strip():
         return None
-    data = validation.json_object()
-    validation.reject_unknown(data, {"refresh_token"})
-    token = validation.string(data, "refresh_token", nullable=True)
+    token = validation.body(schemas.Logout).refresh_token
     if token is None:
         return None
     payload = tokens.decode_refresh_token(token)
@@ -165,7 +158,7 @@ def logout():
         tokens.end_session(payload)
     tokens.prune_expired()
     db.session.commit()
-    return jsonify(message="ログアウトしました", revoked=len(ended))
+    return schemas.reply(schemas.LogoutReply, {"message": "ログアウトしました", "revoked": len(ended)})
 
 
 @bp.post("/logout-all")
@@ -176,16 +169,14 @@ def logout_all():
     current_app.logger.info(
         "全端末ログアウト: username=%s client=%s", safe(current_user.username), safe(_client())
     )
-    return jsonify(message="すべての端末からログアウトしました")
+    return schemas.reply(schemas.Message, {"message": "すべての端末からログアウトしました"})
 
 
 @bp.post("/password")
 @jwt_required()
 def change_password():
-    data = validation.json_object()
-    validation.reject_unknown(data, {"current_password", "new_password"})
-    current = validation.password(data, "current_password", check_rules=False)
-    new = validation.password(data, "new_password")
+    data = validation.body(schemas.PasswordChange)
+    current, new = data.current_password, data.new_password
     user: User = current_user
     client = _client()
     # Guessing the current password with a stolen token is guessing a login: same throttle.
@@ -213,4 +204,4 @@ def change_password():
 @bp.get("/me")
 @jwt_required()
 def me():
-    return jsonify(user=current_user.to_dict())
+    return schemas.reply(schemas.UserReply, {"user": current_user})

@@ -1,22 +1,19 @@
-"""/api/tasks: the caller's own tasks. Another user's task is 404, never 403."""
+"""/api/tasks: the caller's own tasks. Another user's task is 404, never 403. What comes in
+and what goes out is declared in schemas.py."""
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, current_app, request
 from flask_jwt_extended import current_user, jwt_required
 from sqlalchemy import case, func, or_, select
 
-from .. import validation
+from .. import schemas, validation
 from ..errors import ApiError
 from ..extensions import db
-from ..models import TASK_PRIORITIES, TASK_STATUSES, Task
+from ..models import TASK_STATUSES, Task
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 
-FIELDS = {"title", "description", "status", "priority", "due_date"}
-READ_ONLY = frozenset({"id", "created_at", "updated_at", "completed_at"})
-STATUS_FILTERS = (*TASK_STATUSES, "active")
-SORT_KEYS = ("created_at", "due_date", "priority", "title")
 SQLITE_MAX_INT = 2**63 - 1
 PRIORITY_RANK = case({"low": 0, "medium": 1, "high": 2}, value=Task.priority)
 
@@ -57,20 +54,14 @@ def _order_by(sort: str):
 @bp.get("")
 @jwt_required()
 def list_tasks():
-    args = request.args
-    status = args.get("status") or None
-    if status is not None:
-        validation.choice("status", status, STATUS_FILTERS)
-    sort = args.get("sort") or "-created_at"
-    if sort.lstrip("-") not in SORT_KEYS or sort.startswith("--"):
-        raise validation.invalid("sort", f"{', '.join(SORT_KEYS)} (降順は先頭に -) のいずれかを指定してください")
-    q = validation.search(args.get("q", ""))
-    page = validation.int_arg("page", 1)
-    per_page = validation.int_arg(
-        "per_page", current_app.config["TASKS_PER_PAGE"], maximum=current_app.config["TASKS_MAX_PER_PAGE"]
-    )
+    args = validation.query(schemas.TaskQuery)
+    q, page, sort = args.q, args.page, args.sort
+    if args.per_page is None:
+        per_page = current_app.config["TASKS_PER_PAGE"]
+    else:
+        per_page = min(args.per_page, current_app.config["TASKS_MAX_PER_PAGE"])
 
-    query = _status_filter(select(Task).where(Task.user_id == current_user.id), status)
+    query = _status_filter(select(Task).where(Task.user_id == current_user.id), args.status)
     if q:
         pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         query = query.where(or_(Task.title.ilike(pattern, escape="\\"), Task.description.ilike(pattern, escape="\\")))
@@ -82,25 +73,20 @@ def list_tasks():
             select(Task.status, func.count()).where(Task.user_id == current_user.id).group_by(Task.status)
         ).all()
     )
-    return jsonify(
-        tasks=[t.to_dict() for t in tasks], total=total, page=page, per_page=per_page, counts=counts
+    return schemas.reply(
+        schemas.TaskPage, {"tasks": tasks, "total": total, "page": page, "per_page": per_page, "counts": counts}
     )
 
 
-def _apply(task: Task, data: dict, *, replace: bool) -> None:
-    validation.reject_unknown(data, FIELDS, READ_ONLY)
-    if replace or "title" in data:
-        if "title" not in data:
-            raise validation.invalid("title", "必須です")
-        task.title = validation.title(data["title"])
-    if replace or "description" in data:
-        task.description = validation.description(data.get("description"))
-    if replace or "priority" in data:
-        task.priority = validation.choice("priority", data.get("priority", "medium"), TASK_PRIORITIES)
-    if replace or "due_date" in data:
-        task.due_date = validation.due_date(data.get("due_date"))
-    if replace or "status" in data:
-        task.set_status(validation.choice("status", data.get("status", "pending"), TASK_STATUSES))
+def _apply(task: Task, change: schemas.TaskCreate) -> None:
+    """Every field of a TaskCreate (POST, PUT: the ones left out take their defaults), only
+    the given ones of a TaskPatch."""
+    fields = change.model_dump(exclude_unset=isinstance(change, schemas.TaskPatch))
+    status = fields.pop("status", None)
+    for name, value in fields.items():
+        setattr(task, name, value)
+    if status is not None:
+        task.set_status(status)
 
 
 def _check_quota() -> None:
@@ -117,40 +103,38 @@ def _check_quota() -> None:
 @bp.post("")
 @jwt_required()
 def create_task():
-    data = validation.json_object()
+    change = validation.body(schemas.TaskCreate)
     task = Task(user_id=current_user.id, status="pending", priority="medium")
-    _apply(task, data, replace=True)
+    _apply(task, change)
     _check_quota()
     db.session.add(task)
     db.session.commit()
-    return jsonify(task.to_dict()), 201
+    return schemas.reply(schemas.Task, task, 201)
 
 
 @bp.delete("")
 @jwt_required()
 def delete_completed():
     """Clear completed tasks in one request (the board's 'clear completed')."""
-    if request.args.get("status") != "completed":
-        raise validation.invalid("status", "一括削除は status=completed のみ指定できます")
+    validation.query(schemas.ClearQuery)
     deleted = Task.query.filter(Task.user_id == current_user.id, Task.status == "completed").delete()
     db.session.commit()
-    return jsonify(deleted=deleted)
+    return schemas.reply(schemas.Deleted, {"deleted": deleted})
 
 
 @bp.get("/<int:task_id>")
 @jwt_required()
 def get_task(task_id: int):
-    return jsonify(_own_task(task_id).to_dict())
+    return schemas.reply(schemas.Task, _own_task(task_id))
 
 
 @bp.route("/<int:task_id>", methods=["PUT", "PATCH"])
 @jwt_required()
 def update_task(task_id: int):
     task = _own_task(task_id)
-    data = validation.json_object()
-    _apply(task, data, replace=request.method == "PUT")
+    _apply(task, validation.body(schemas.TaskCreate if request.method == "PUT" else schemas.TaskPatch))
     db.session.commit()
-    return jsonify(task.to_dict())
+    return schemas.reply(schemas.Task, task)
 
 
 @bp.delete("/<int:task_id>")
