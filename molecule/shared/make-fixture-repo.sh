@@ -25,15 +25,20 @@ python3 - "$pkg" "$(cat BASE_SCHEMA)" <<'PY'
 import pathlib, sys
 pkg = pathlib.Path(sys.argv[1])
 base = sys.argv[2]
-models = pkg / "models.py"
-s = models.read_text()
-s = s.replace(
-    "    completed_at: Mapped[datetime | None] = mapped_column(DateTime)\n",
-    "    completed_at: Mapped[datetime | None] = mapped_column(DateTime)\n"
-    "    estimate_minutes: Mapped[int | None] = mapped_column()\n", 1)
-s = s.replace('            "completed_at": iso(self.completed_at),\n',
-              '            "completed_at": iso(self.completed_at),\n            "estimate_minutes": self.estimate_minutes,\n', 1)
-models.write_text(s)
+def patch(path, old, new):
+    # Loudly: a refactor of the project that moves these lines must update this fixture.
+    text = path.read_text()
+    if old not in text:
+        sys.exit(f"make-fixture-repo: {path} no longer has {old!r}")
+    path.write_text(text.replace(old, new, 1))
+
+
+patch(pkg / "models.py", "    completed_at: Mapped[datetime | None] = mapped_column(DateTime)\n",
+      "    completed_at: Mapped[datetime | None] = mapped_column(DateTime)\n"
+      "    estimate_minutes: Mapped[int | None] = mapped_column()\n")
+# The API's answer is declared in schemas.py: the new field goes there too.
+patch(pkg / "schemas.py", "    completed_at: Timestamp | None\n",
+      "    completed_at: Timestamp | None\n    estimate_minutes: int | None = None\n")
 (pkg / "migrations/versions/9001_task_estimates.py").write_text('''"""Add tasks.estimate_minutes.
 
 Revision ID: 9001
