@@ -79,7 +79,7 @@ test-molecule: venv test-image  ## every Molecule scenario, one after the other
 	@set -e; for s in $(SCENARIOS); do $(MAKE) --no-print-directory molecule-$$s; done
 
 molecule-%: venv test-image  ## one scenario: make molecule-default
-	TEST_HOST_IMAGE=$$(scripts/build-test-image.sh) $(BIN)/molecule test -s $*
+	$(BIN)/molecule test -s $*
 
 demo: venv test-image  ## the whole system on this machine: http://127.0.0.1:8080 (demo_user / demo_password)
 	scripts/demo.sh up

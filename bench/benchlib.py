@@ -14,7 +14,6 @@ import http.client
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import threading
@@ -88,23 +87,15 @@ def host_exists() -> bool:
 
 
 def destroy_host() -> None:
-    podman("rm", "-f", HOST_NAME, check=False)
+    _run([str(ROOT / "scripts" / "test-host.py"), "destroy", HOST_NAME], env=_env())
 
 
 def create_host() -> None:
-    """A bare host: systemd running, nothing deployed."""
+    """A bare host: systemd running, nothing deployed (scripts/test-host.py, the one test-host definition)."""
     destroy_host()
-    image = _run([str(ROOT / "scripts" / "build-test-image.sh")], env=_env()).stdout.strip()
-    podman("run", "-d", "--name", HOST_NAME, "--hostname", HOST_NAME, "--systemd=always",
-           "-p", f"{LOOPBACK}:{WEB_PORT}:8080", "-p", f"{LOOPBACK}:{BASELINE_PORT}:8081",
-           "--mount", f"type=tmpfs,destination={BACKUP_MOUNT},tmpfs-size={BACKUP_FS_SIZE},tmpfs-mode=0700",
-           image, "/sbin/init")
-    for _ in range(120):
-        state = host_exec("systemctl", "is-system-running", check=False).stdout.strip()
-        if state in ("running", "degraded"):
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"systemd in {HOST_NAME} did not come up")
+    _run([str(ROOT / "scripts" / "test-host.py"), "create", HOST_NAME,
+          f"--publish={LOOPBACK}:{WEB_PORT}:8080", f"--publish={LOOPBACK}:{BASELINE_PORT}:8081",
+          f"--tmpfs={BACKUP_MOUNT}:{BACKUP_FS_SIZE}"], env=_env())
 
 
 def install_helper() -> None:
@@ -144,21 +135,19 @@ class PlaybookRun:
 
 
 def playbook(name: str, *extra: str, check: bool = True) -> PlaybookRun:
-    """Run a root playbook as an operator types it, against the bench host; time it."""
-    argv = ["ansible-playbook", "-i", str(inventory()), str(ROOT / name),
+    """Run a root playbook as an operator types it, against the bench host; time it
+    (scripts/run-playbook.py reads the recap, as for Molecule)."""
+    argv = [str(ROOT / "scripts" / "run-playbook.py"), "-i", str(inventory()), str(ROOT / name),
             "-e", f"app_release_source_repo={fixture_repo()}", *extra]
     log(" ".join([name, *extra]))
-    started = time.perf_counter()
-    proc = subprocess.run(argv, cwd=ROOT, env=_env(), text=True, capture_output=True, check=False)
-    seconds = time.perf_counter() - started
-    output = proc.stdout + proc.stderr
-    changed = sum(int(n) for n in re.findall(r"ok=\d+\s+changed=(\d+)", proc.stdout))
-    if f"\n{HOST_NAME} " not in proc.stdout.split("PLAY RECAP", 1)[-1]:
+    answer = json.loads(_run(argv, cwd=ROOT, env=_env()).stdout)
+    output = answer["stdout"] + answer["stderr"]
+    if HOST_NAME not in answer["hosts"]:
         # A run that matched no host "succeeds" in no time: never take that as a figure.
         raise RuntimeError(f"{name} did not run on {HOST_NAME}:\n{output[-2000:]}")
-    if check and proc.returncode != 0:
-        raise RuntimeError(f"{name} failed (rc={proc.returncode}):\n{output[-4000:]}")
-    return PlaybookRun(name, round(seconds, 1), proc.returncode, changed, output)
+    if check and answer["rc"] != 0:
+        raise RuntimeError(f"{name} failed (rc={answer['rc']}):\n{output[-4000:]}")
+    return PlaybookRun(name, answer["seconds"], answer["rc"], answer["changed"], output)
 
 
 def healthy() -> bool:
@@ -188,28 +177,10 @@ def fixture_repo() -> Path:
 
 
 def new_release() -> str:
-    """Tag a new release of the project's committed code in a scratch repository.
-
-    Each call makes a new revision (an update to deploy), named bench-N.
-    """
-    repo = fixture_repo()
-    git = ["git", "-C", str(repo)]
-    if not (repo / ".git").exists():
-        repo.mkdir(parents=True, exist_ok=True)
-        _run([*git, "init", "-q", "-b", "main"])
-        _run([*git, "config", "user.name", "bench"])
-        _run([*git, "config", "user.email", "bench@example.invalid"])
-    for sub in ("app", "frontend"):
-        _run(["rm", "-rf", str(repo / sub)])
-    archive = _run(["git", "-C", str(ROOT), "archive", "--format=tar", "HEAD", "app", "frontend"], text=False)
-    _run(["tar", "-x", "-C", str(repo)], input=archive.stdout, text=False)
-    tags = _run([*git, "tag", "--list", "bench-*"]).stdout.split()
-    number = 1 + max((int(t.split("-")[1]) for t in tags), default=0)
-    (repo / "app" / "BENCH_BUILD").write_text(f"bench-{number}\n")
-    _run([*git, "add", "-A"])
-    _run([*git, "commit", "-qm", f"bench-{number}"])
-    _run([*git, "tag", f"bench-{number}"])
-    return f"bench-{number}"
+    """Tag a new release of the project's committed code in a scratch repository
+    (scripts/fixture-repo.py, the builder Molecule uses too): each call gives an update to deploy."""
+    answer = _run([str(ROOT / "scripts" / "fixture-repo.py"), "next", str(fixture_repo())], env=_env())
+    return json.loads(answer.stdout)["tag"]
 
 
 # ---------------------------------------------------------------------------- the API

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The whole system on this machine: a local systemd test host (podman) deployed with
-# the real deploy.yml and the demo inventory.
+# The whole system on this machine: a local systemd test host (scripts/test-host.py, the
+# same definition Molecule and the bench use) deployed with the real deploy.yml and the
+# demo inventory.
 #   scripts/demo.sh up     create the host if needed, deploy, print the address
 #   scripts/demo.sh down   remove the host
 set -euo pipefail
@@ -11,17 +12,7 @@ port="${DEMO_PORT:-8080}"
 
 case "${1:-up}" in
   up)
-    image=$(scripts/build-test-image.sh)
-    if ! podman container exists "$name"; then
-      podman run -d --name "$name" --hostname "$name" --systemd=always \
-        -p "127.0.0.1:${port}:8080" "$image" /sbin/init >/dev/null
-    fi
-    podman start "$name" >/dev/null
-    for _ in $(seq 1 60); do
-      state=$(podman exec "$name" systemctl is-system-running 2>/dev/null || true)
-      [ "$state" = running ] || [ "$state" = degraded ] && break
-      sleep 1
-    done
+    scripts/test-host.py create "$name" --publish "127.0.0.1:${port}:8080" >/dev/null
     .venv/bin/ansible-playbook -i inventories/demo/hosts.yml deploy.yml
     cat <<MSG
 
@@ -35,8 +26,7 @@ case "${1:-up}" in
 MSG
     ;;
   down)
-    podman rm -f "$name" >/dev/null 2>&1 || true
-    echo "removed $name"
+    scripts/test-host.py destroy "$name"
     ;;
   *)
     echo "usage: $0 up|down" >&2

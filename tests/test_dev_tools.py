@@ -1,0 +1,79 @@
+"""The developer tools the scenarios and the bench share: the recap reader, the fixture
+repository builder and the test-host definition's input checks (no podman needed)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+
+import pytest
+
+from tests.conftest import ROOT, load_script
+
+run_playbook = load_script("run_playbook", ROOT / "scripts" / "run-playbook.py")
+fixture_repo = load_script("fixture_repo", ROOT / "scripts" / "fixture-repo.py")
+test_host = load_script("test_host", ROOT / "scripts" / "test-host.py")
+
+RECAP = """
+TASK [health_check : Wait for /health] ****
+ok: [web-1]
+
+PLAY RECAP *********************************************************************
+web-1                      : ok=12   changed=3    unreachable=0    failed=0    skipped=4    rescued=0    ignored=0
+db.example                 : ok=5    changed=0    unreachable=1    failed=1    skipped=0    rescued=1    ignored=2
+"""
+
+
+def test_recap_counts_every_host():
+    hosts = run_playbook.read_recap(RECAP)
+    assert hosts["web-1"] == {"ok": 12, "changed": 3, "unreachable": 0, "failed": 0, "skipped": 4,
+                              "rescued": 0, "ignored": 0}
+    assert hosts["db.example"]["unreachable"] == 1
+    assert hosts["db.example"]["ignored"] == 2
+
+
+def test_recap_reads_only_the_last_recap():
+    earlier = RECAP.replace("changed=3", "changed=9")
+    assert run_playbook.read_recap(earlier + RECAP)["web-1"]["changed"] == 3
+
+
+def test_no_recap_means_no_host_ran():
+    assert run_playbook.read_recap("ERROR! the playbook could not be found") == {}
+
+
+def test_a_failing_playbook_is_answered_in_json(tmp_path):
+    (tmp_path / "fails.yml").write_text(
+        "- hosts: localhost\n  gather_facts: false\n  tasks:\n"
+        "    - ansible.builtin.fail: {msg: on purpose}\n")
+    answer = run_playbook.run(["-i", "localhost,", "-c", "local", str(tmp_path / "fails.yml")])
+    assert answer["rc"] == 2
+    assert answer["hosts"]["localhost"]["failed"] == 1
+    assert "on purpose" in answer["stdout"]
+
+
+def test_fixture_releases_and_next(tmp_path):
+    answer = fixture_repo.releases(tmp_path / "repo")
+    tags = subprocess.run(["git", "-C", answer["repo"], "tag"], capture_output=True, text=True, check=True)
+    assert tags.stdout.split() == ["v1.0.0", "v1.1.0", "v1.2.0"]
+    # v1.2.0 carries both fixture migrations on top of the project's newest one.
+    versions = subprocess.run(["git", "-C", answer["repo"], "show", "v1.2.0", "--stat", "--format="],
+                              capture_output=True, text=True, check=True).stdout
+    assert "9002_task_labels.py" in versions
+    first = fixture_repo.next_release(tmp_path / "bench")
+    second = fixture_repo.next_release(tmp_path / "bench")
+    assert (first["tag"], second["tag"]) == ("bench-1", "bench-2")
+
+
+def test_fixture_patch_fails_loudly(tmp_path):
+    target = tmp_path / "models.py"
+    target.write_text("nothing to patch\n")
+    with pytest.raises(SystemExit, match="no longer has"):
+        fixture_repo.patch(target, "completed_at", "x")
+
+
+@pytest.mark.parametrize("value", ["0.0.0.0:80:8080", "8080:8080", "127.0.0.1:x:8080", "192.168.1.2:1:2"])
+def test_test_hosts_publish_on_loopback_only(value):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"127\.0\.0\.1"):
+        test_host._publish(value)
+
+
