@@ -1,4 +1,4 @@
-"""roles/check/files/task-manager-check.py in seconds: the log parsers on whole lines
+"""roles/host_report/files/task-manager-check.py in seconds: the log parsers on whole lines
 (forged lines do not count), measuring (measure) apart from judging (judge), and the one
 JSON document the check role reads, on temporary files with stand-ins for systemctl and
 the two /health endpoints."""

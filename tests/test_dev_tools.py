@@ -15,7 +15,7 @@ fixture_repo = load_script("fixture_repo", ROOT / "scripts" / "fixture-repo.py")
 test_host = load_script("test_host", ROOT / "scripts" / "test-host.py")
 
 RECAP = """
-TASK [health_check : Wait for /health] ****
+TASK [health_gate : Wait for /health] ****
 ok: [web-1]
 
 PLAY RECAP *********************************************************************

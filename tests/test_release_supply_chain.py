@@ -99,7 +99,7 @@ def test_every_pin_has_hashes():
 
 
 def test_the_monthly_check_still_audits_the_hashed_file(osv_url):
-    """roles/check/tasks/monthly.yml feeds a release's requirements.txt to pip-audit this way."""
+    """roles/host_report/tasks/monthly.yml feeds a release's requirements.txt to pip-audit this way."""
     proc = subprocess.run([PIP_AUDIT, "--requirement", "/dev/stdin", "--no-deps", "--disable-pip", "--format", "json",
                            "--progress-spinner", "off", "--timeout", "5", "--vulnerability-service", "osv",
                            "--osv-url", osv_url],

@@ -110,7 +110,7 @@ def _check_script():
 
 
 def test_the_host_check_counts_only_real_lines(tmp_path, client):
-    """roles/check's task-manager-check reads these logs: hostile input cannot inflate it."""
+    """roles/host_report's task-manager-check reads these logs: hostile input cannot inflate it."""
     check = _check_script()
     client.post("/api/auth/register", json={"username": "alice", "password": PASSWORD})
     client.post("/api/auth/login", json={"username": "alice", "password": "wrong-password"})  # one real failure

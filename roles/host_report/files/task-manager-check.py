@@ -11,7 +11,7 @@ check, whose time is kept in the state file; --no-record leaves it as it is.
 measure() gathers the figures (the service's own files read as the service user),
 judge() holds them to the limits; the document is both.
 
-Installed as /usr/local/sbin/task-manager-check; roles/check also runs this file as it is.
+Installed as /usr/local/sbin/task-manager-check; roles/host_report also runs this file as it is.
 Paths from the environment: TASK_MANAGER_LAYOUT (the host's layout, written by the base
 role: /etc/task-manager/layout.json), TASK_MANAGER_CHECK_STATE (the time of the previous
 check, /var/lib/task-manager/check-state.json), TASK_MANAGER_CHECK_FACTS (the release
