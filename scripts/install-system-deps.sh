@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Debian packages the tests need on the control node: the browser and fonts for the
-# browser tests, podman/runc/debootstrap for the Molecule test hosts, sqlite3 for checks.
+# browser tests, podman/runc/debootstrap for the Molecule test hosts, sqlite3 for checks,
+# postgresql (15, with libpq5 for the psycopg driver) for the app tests, which start a
+# throwaway cluster of their own with its initdb and pg_ctl (app/tests/pgcluster.py);
+# podman's dnsname plugin, so the hosts of a multi-host scenario reach each other by name.
 set -euo pipefail
 
-packages=(chromium fonts-ipafont-gothic sqlite3 podman runc debootstrap uidmap slirp4netns)
+packages=(chromium fonts-ipafont-gothic sqlite3 postgresql libpq5 podman runc debootstrap uidmap slirp4netns
+  golang-github-containernetworking-plugin-dnsname)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
