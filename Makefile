@@ -52,7 +52,8 @@ lock: venv  ## rewrite app/requirements.txt with every file's sha256, keeping th
 	  "# vulnerability in this set (roles/app_release, app_release_audit_*)."; \
 	  cat app/requirements.txt; } > app/.requirements.txt.new && mv app/.requirements.txt.new app/requirements.txt
 
-test-app: venv  ## API tests on a real SQLite file, with coverage (>= 90 %) and the schemathesis run
+test-app: venv  ## API tests, each on a real SQLite file and on PostgreSQL 15 (a throwaway cluster the tests start), with coverage (>= 90 %) and the schemathesis run on both
+	@test -x /usr/lib/postgresql/15/bin/initdb || { echo "test-app needs PostgreSQL 15: apt-get install postgresql (make system-deps)" >&2; exit 1; }
 	cd app && ../$(PY) -m pytest --cov=task_manager --cov-report=term --cov-fail-under=90
 
 test-browser: venv  ## the frontend in a real headless Chromium against a real API

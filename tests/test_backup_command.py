@@ -218,6 +218,14 @@ def test_no_database_file_yet_is_exit_3(host, capsys):
     assert host.files() == []
 
 
+def test_a_postgresql_deployment_is_refused_by_name_not_taken_for_empty(host, db, capsys):
+    host.write_config(database_engine="postgresql", db_host="db-01")
+    status, out, err = run(capsys, "create", "--kind", "daily")
+    assert (status, out) == (1, "")
+    assert "the database is postgresql on db-01: this command backs up SQLite only" in err
+    assert host.files() == []
+
+
 def test_a_missing_instance_directory_is_a_failure_that_names_it(host, capsys):
     for argv in (["create", "--kind", "daily"], ["restore", "latest"]):
         status, _, err = run(capsys, *argv)

@@ -11,6 +11,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from flask import Flask
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 ENV_PREFIX = "TASK_MANAGER"
 ENVIRONMENTS = ("production", "development", "testing")
@@ -27,6 +29,13 @@ POSITIVE_NUMBERS = (
     "LOGIN_FAILURE_WINDOW_SECONDS", "LOGIN_BACKOFF_BASE_SECONDS", "LOGIN_BACKOFF_MAX_SECONDS",
     "REGISTER_MAX_PER_CLIENT", "REGISTER_WINDOW_SECONDS",
 )
+# The PostgreSQL connection pool (per gunicorn worker): whole numbers above 0.
+POSITIVE_INTEGERS = ("DATABASE_POOL_SIZE", "DATABASE_POOL_TIMEOUT_SECONDS", "DATABASE_CONNECT_TIMEOUT_SECONDS")
+ENGINES = ("sqlite", "postgresql")
+# The driver for postgresql:// URLs: psycopg 3 (pure Python, on the host's libpq5).
+PG_DRIVER = "postgresql+psycopg"
+APPLICATION_NAME = "task-manager"  # what pg_stat_activity shows for the API's connections
+POOL_RECYCLE_SECONDS = 1800
 
 
 class ConfigError(RuntimeError):
@@ -75,6 +84,65 @@ def defaults() -> dict:
         "SQLITE_BUSY_TIMEOUT_MS": 5000,
         "RELEASE_INFO_FILE": None,
         "SQLALCHEMY_DATABASE_URI": None,
+        # PostgreSQL only: the schema owner's URL for migrations and maintenance (optimize),
+        # when the API's own role may not change the schema. Unset: the API's URL.
+        "MIGRATION_DATABASE_URI": None,
+        # PostgreSQL only: connections each gunicorn worker keeps (size) and may open beyond
+        # them at a peak (overflow, closed again when returned); how long a request waits
+        # for a free one, and for the server to answer a new connection, before it gets 503.
+        "DATABASE_POOL_SIZE": 4,
+        "DATABASE_POOL_OVERFLOW": 2,
+        "DATABASE_POOL_TIMEOUT_SECONDS": 10,
+        "DATABASE_CONNECT_TIMEOUT_SECONDS": 5,
+    }
+
+
+def normalise_url(url: str | None) -> str | None:
+    """postgresql:// (and postgres://) mean psycopg 3: the one PostgreSQL driver installed."""
+    if not url:
+        return url
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return f"{PG_DRIVER}://{url.removeprefix(scheme)}"
+    return url
+
+
+def masked(url: str | None) -> str:
+    """A URL fit for a log or a message: the password, if any, replaced by ***."""
+    if not url:
+        return str(url)
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "<unparsable database URL>"
+    if "password" in parsed.query:  # libpq also takes it as ?password=
+        parsed = parsed.update_query_dict({"password": "***"})
+    return parsed.render_as_string(hide_password=True)
+
+
+def engine_of(url: str) -> str:
+    """'sqlite', 'postgresql', or the unsupported backend's name."""
+    return make_url(url).get_backend_name()
+
+
+def engine_options(cfg) -> dict:
+    """SQLAlchemy create_engine() options for the configured database."""
+    if engine_of(cfg["SQLALCHEMY_DATABASE_URI"]) != "postgresql":
+        # SQLite: a file per host; the pragmas come from an event listener (extensions.py).
+        return {"pool_pre_ping": True}
+    return {
+        "pool_size": cfg["DATABASE_POOL_SIZE"],
+        "max_overflow": cfg["DATABASE_POOL_OVERFLOW"],
+        "pool_timeout": cfg["DATABASE_POOL_TIMEOUT_SECONDS"],
+        # A pooled connection is tested before use, so a PostgreSQL restart (or a network cut,
+        # a failover) needs no API restart: a dead connection is replaced, not handed out.
+        "pool_pre_ping": True,
+        # Idle connections are renewed now and then, before a firewall or proxy drops them.
+        "pool_recycle": POOL_RECYCLE_SECONDS,
+        "connect_args": {
+            "connect_timeout": cfg["DATABASE_CONNECT_TIMEOUT_SECONDS"],
+            "application_name": APPLICATION_NAME,
+        },
     }
 
 
@@ -86,12 +154,16 @@ def load(app: Flask, test_config: dict | None) -> None:
         # The manual and twelve-factor tooling both speak of DATABASE_URL unprefixed.
         if os.environ.get("DATABASE_URL"):
             app.config["SQLALCHEMY_DATABASE_URI"] = os.environ["DATABASE_URL"]
+        if os.environ.get("MIGRATION_DATABASE_URL"):
+            app.config["MIGRATION_DATABASE_URI"] = os.environ["MIGRATION_DATABASE_URL"]
         if os.environ.get(f"{ENV_PREFIX}_ENV"):
             app.config["ENV_NAME"] = os.environ[f"{ENV_PREFIX}_ENV"]
     else:
         app.config.from_mapping(test_config)
     _derive(app)
     _validate(app)
+    # Only now: the options read the URL and the pool settings checked above.
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config)
 
 
 def _derive(app: Flask) -> None:
@@ -103,6 +175,8 @@ def _derive(app: Flask) -> None:
     if not cfg["SQLALCHEMY_DATABASE_URI"]:
         db_path = Path(app.instance_path) / "task_manager.db"
         cfg["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{db_path}"
+    cfg["SQLALCHEMY_DATABASE_URI"] = normalise_url(cfg["SQLALCHEMY_DATABASE_URI"])
+    cfg["MIGRATION_DATABASE_URI"] = normalise_url(cfg["MIGRATION_DATABASE_URI"]) or None
     if not cfg["LOG_DIR"]:
         # Beside the instance folder, as in the manual: instance/ and logs/ side by side.
         cfg["LOG_DIR"] = str(Path(app.instance_path).parent / "logs")
@@ -112,7 +186,6 @@ def _derive(app: Flask) -> None:
         cfg["CORS_ORIGINS"] = ["http://localhost:8080", "http://127.0.0.1:8080"]
     cfg["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(minutes=float(cfg["JWT_ACCESS_TOKEN_MINUTES"]))
     cfg["JWT_REFRESH_TOKEN_EXPIRES"] = timedelta(days=float(cfg["JWT_REFRESH_TOKEN_DAYS"]))
-    cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {"pool_pre_ping": True}
     app.json.ensure_ascii = False
     app.json.sort_keys = False
 
@@ -133,6 +206,44 @@ def _validate(app: Flask) -> None:
     for key in POSITIVE_NUMBERS:
         if not isinstance(cfg[key], int | float) or isinstance(cfg[key], bool) or cfg[key] <= 0:
             raise ConfigError(f"{key} must be a positive number, not {cfg[key]!r}")
-    for key in ("TRUSTED_PROXIES", "LOGIN_FREE_FAILURES_PER_ACCOUNT", "LOGIN_FREE_FAILURES_PER_CLIENT"):
-        if not isinstance(cfg[key], int) or isinstance(cfg[key], bool) or cfg[key] < 0:
+    for key in POSITIVE_INTEGERS:
+        if not _whole(cfg[key]) or cfg[key] <= 0:
+            raise ConfigError(f"{key} must be a whole number above 0, not {cfg[key]!r}")
+    for key in ("TRUSTED_PROXIES", "LOGIN_FREE_FAILURES_PER_ACCOUNT", "LOGIN_FREE_FAILURES_PER_CLIENT",
+                "DATABASE_POOL_OVERFLOW"):
+        if not _whole(cfg[key]) or cfg[key] < 0:
             raise ConfigError(f"{key} must be a whole number, 0 or more, not {cfg[key]!r}")
+    _validate_database(cfg)
+
+
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _validate_database(cfg) -> None:
+    """Both URLs parse, name a supported engine, and the migration URL names the same database."""
+    engines = {}
+    for key, env in (("SQLALCHEMY_DATABASE_URI", "DATABASE_URL"), ("MIGRATION_DATABASE_URI", "MIGRATION_DATABASE_URL")):
+        if cfg[key] is None:
+            continue
+        try:
+            url = make_url(cfg[key])
+        except ArgumentError:
+            raise ConfigError(f"{env} is not a database URL: {masked(cfg[key])}") from None
+        if url.get_backend_name() not in ENGINES:
+            raise ConfigError(
+                f"{env} must be sqlite:///<file> or postgresql://<role>@<host>/<database>, not {masked(cfg[key])}"
+            )
+        if url.get_backend_name() == "postgresql" and url.get_driver_name() != "psycopg":
+            raise ConfigError(f"{env}: the PostgreSQL driver is psycopg (postgresql://...), not {url.drivername}")
+        engines[key] = url
+    migration = engines.get("MIGRATION_DATABASE_URI")
+    if migration is not None:
+        main = engines["SQLALCHEMY_DATABASE_URI"]
+        if main.get_backend_name() != "postgresql" or migration.get_backend_name() != "postgresql":
+            raise ConfigError("MIGRATION_DATABASE_URL is for PostgreSQL only (DATABASE_URL and it both postgresql://)")
+        if migration.database != main.database:
+            raise ConfigError(
+                f"MIGRATION_DATABASE_URL names database {migration.database!r}, DATABASE_URL {main.database!r}: "
+                "both must be the same database"
+            )

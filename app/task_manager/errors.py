@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from flask import Flask, current_app, jsonify
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
 # Japanese messages for the statuses werkzeug raises by itself; the frontend shows them as they are.
@@ -58,14 +59,27 @@ def register(app: Flask) -> None:
         headers = {k: v for k, v in exc.get_headers() if k.lower() in ("allow", "retry-after")}
         return error_response(status, _code_for(exc), message, headers=headers)
 
+    # The database is locked (SQLite), down, restarting or out of connections (PostgreSQL):
+    # 503 and a retry, never a 500. The pool tests each connection before use
+    # (pool_pre_ping), so the first request after the database is back succeeds.
     @app.errorhandler(OperationalError)
-    def handle_database_unavailable(exc: OperationalError):
-        current_app.logger.error("Database error: %s", exc.orig if exc.orig is not None else exc)
-        return error_response(
-            503, "database_unavailable", "データベースが一時的に利用できません", headers={"Retry-After": "5"}
-        )
+    @app.errorhandler(InterfaceError)
+    @app.errorhandler(PoolTimeoutError)
+    def handle_database_unavailable(exc: Exception):
+        return _database_unavailable(exc)
 
     @app.errorhandler(Exception)
     def handle_unexpected(exc: Exception):
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return _database_unavailable(exc)  # a connection lost in the middle of a statement
         current_app.logger.exception("Unhandled error: %s", type(exc).__name__)
         return error_response(500, "internal_error", "サーバー内部エラーが発生しました")
+
+
+def _database_unavailable(exc: Exception):
+    # The driver's own message (libpq's names the host and the reason, never a password).
+    reason = getattr(exc, "orig", None) or exc
+    current_app.logger.error("Database error: %s", str(reason).strip().replace("\n", " "))
+    return error_response(
+        503, "database_unavailable", "データベースが一時的に利用できません", headers={"Retry-After": "5"}
+    )

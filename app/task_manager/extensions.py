@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-from flask import Flask
+from flask import Flask, current_app
 from flask_cors import CORS
 from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import MetaData, event
+from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.pool import NullPool
 
+from .config import APPLICATION_NAME, engine_of
 from .proxy import ProxiedClient
 
-# Named constraints, so that Alembic's batch mode can drop and recreate them on SQLite.
+# Named constraints, so that Alembic's batch mode can drop and recreate them on SQLite, and
+# so that every constraint and index has the same name on SQLite and PostgreSQL.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -27,6 +32,8 @@ db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate()
 jwt = JWTManager()
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
+# The PostgreSQL advisory lock a migration holds for its transaction (migrations/env.py).
+MIGRATION_LOCK = 0x7461736B  # "task"
 
 
 def _sqlite_pragmas(busy_timeout_ms: int):
@@ -46,15 +53,43 @@ def _sqlite_pragmas(busy_timeout_ms: int):
     return on_connect
 
 
+def engine_name(app: Flask | None = None) -> str:
+    """'sqlite' or 'postgresql': the engine of the app's database."""
+    return engine_of((app or current_app).config["SQLALCHEMY_DATABASE_URI"])
+
+
+@contextmanager
+def migration_engine() -> Iterator[Engine]:
+    """The engine that changes the schema: MIGRATION_DATABASE_URI's (the schema owner, on
+    PostgreSQL), for this one job and closed after it; else the app's own."""
+    url = current_app.config.get("MIGRATION_DATABASE_URI")
+    if not url:
+        yield db.engine
+        return
+    engine = create_engine(url, poolclass=NullPool, connect_args={
+        "connect_timeout": current_app.config["DATABASE_CONNECT_TIMEOUT_SECONDS"],
+        "application_name": f"{APPLICATION_NAME}-migrate",
+    })
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
 def init_app(app: Flask) -> None:
     uri = app.config["SQLALCHEMY_DATABASE_URI"]
     if uri.startswith("sqlite:///") and not uri.startswith("sqlite:///:memory:"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    # Fork safety: this makes the engine and its (empty) pool; nothing here, nor anywhere
+    # in create_app(), opens a connection. gunicorn runs without preload_app (see
+    # gunicorn_conf.py), and even with it no socket would be shared by the workers: each
+    # opens its own connections at its first request (tests/test_pool.py proves it).
     db.init_app(app)
-    with app.app_context():
-        # Flask-SQLAlchemy makes engines per app, so each gets its listener once.
-        for engine in db.engines.values():
-            event.listen(engine, "connect", _sqlite_pragmas(app.config["SQLITE_BUSY_TIMEOUT_MS"]))
+    if engine_name(app) == "sqlite":
+        with app.app_context():
+            # Flask-SQLAlchemy makes engines per app, so each gets its listener once.
+            for engine in db.engines.values():
+                event.listen(engine, "connect", _sqlite_pragmas(app.config["SQLITE_BUSY_TIMEOUT_MS"]))
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True, compare_type=True)
     jwt.init_app(app)
     from . import tokens  # noqa: F401, PLC0415  (registers the JWT callbacks; it imports this module)

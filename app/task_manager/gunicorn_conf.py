@@ -15,7 +15,13 @@ def _env_int(name: str, default: int) -> int:
 
 bind = os.environ.get("TASK_MANAGER_BIND", "127.0.0.1:5000")
 # SQLite has one writer at a time; a few workers serve reads well without piling up on the lock.
+# On PostgreSQL each worker keeps its own pool (TASK_MANAGER_DATABASE_POOL_SIZE, plus
+# _OVERFLOW at a peak): workers x (size + overflow) must stay below the server's max_connections.
 workers = _env_int("TASK_MANAGER_WORKERS", min(4, multiprocessing.cpu_count() * 2))
+# Never preload: each worker imports the app after the fork, so no database connection (nor
+# a pool holding one) is ever made in the master and inherited, shared, by several workers.
+# create_app() opens no connection either (tests/test_pool.py), so this is a second fence.
+preload_app = False
 threads = _env_int("TASK_MANAGER_THREADS", 1)
 timeout = _env_int("TASK_MANAGER_TIMEOUT", 30)
 # On SIGTERM, workers get this long to finish the requests they are serving.

@@ -1,3 +1,6 @@
+"""The operator's commands, on both engines (the SQLite-only ones have PostgreSQL counterparts
+in test_postgresql.py)."""
+
 import contextlib
 import json
 import os
@@ -6,6 +9,8 @@ import sqlite3
 import sys
 from datetime import timedelta
 from pathlib import Path
+
+import pytest
 
 from task_manager.extensions import MIGRATIONS_DIR, db
 from task_manager.models import Task, User, utcnow
@@ -49,12 +54,15 @@ def test_demo_user_is_created_once_and_can_log_in(runner, client):
     assert response.status_code == 200
 
 
-def test_check_db_passes_on_a_good_database(runner):
+def test_check_db_passes_on_a_good_database(runner, engine):
     result = runner.invoke(args=["check-db"])
     assert result.exit_code == 0
     assert result.output.strip() == "ok"
+    report = _json(runner, "check-db", "--json")
+    assert report["engine"] == engine and report["ok"] is True and report["problems"] == []
 
 
+@pytest.mark.sqlite_only
 def test_check_db_fails_on_a_foreign_key_violation(app, runner):
     path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
     with sqlite3.connect(path) as conn:  # foreign_keys is off on this raw connection
@@ -63,6 +71,10 @@ def test_check_db_fails_on_a_foreign_key_violation(app, runner):
     result = runner.invoke(args=["check-db"])
     assert result.exit_code == 1
     assert "foreign key violation" in result.output
+    result = runner.invoke(args=["check-db", "--json"])
+    assert result.exit_code == 1
+    report = json.loads(result.output.strip().splitlines()[-1])
+    assert report["ok"] is False and report["problems"][0].startswith("foreign key violation")
 
 
 def _seed(app):
@@ -81,11 +93,12 @@ def _seed(app):
         db.session.commit()
 
 
-def test_stats_json(app, runner):
+def test_stats_json(app, runner, engine):
     _seed(app)
     result = runner.invoke(args=["stats", "--json", "--days", "30"])
     assert result.exit_code == 0, result.output
     stats = json.loads(result.output)
+    assert stats["engine"] == engine
     assert stats["users"] == 1
     assert stats["tasks"] == {"total": 4, "by_status": {"pending": 1, "in_progress": 1, "completed": 2}}
     assert stats["period"]["tasks_created"] == 3
@@ -108,9 +121,11 @@ def test_purge_completed_dry_run_then_real(app, runner):
     assert "deleted 1" in runner.invoke(args=["purge-completed", "--days", "1"]).output
 
 
+@pytest.mark.sqlite_only
 def test_optimize_vacuums_only_when_there_is_free_space(app, runner):
     first = json.loads(runner.invoke(args=["optimize"]).output)
     assert first["vacuumed"] is False  # a fresh database has nothing to reclaim
+    assert first["engine"] == "sqlite"
     with app.app_context():
         user = User(username="big", password_hash="x")
         db.session.add(user)
@@ -133,6 +148,7 @@ def test_optimize_vacuums_only_when_there_is_free_space(app, runner):
     assert forced["vacuumed"] is True
 
 
+@pytest.mark.sqlite_only
 def test_check_db_fails_cleanly_on_a_file_that_is_not_a_database(app, runner):
     path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
     with app.app_context():

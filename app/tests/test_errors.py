@@ -44,6 +44,8 @@ def test_unexpected_error_is_json_500_without_trace_and_logged(tmp_path):
     assert "Traceback" in errors and "secret internals" in errors
 
 
+# PostgreSQL's counterpart, a server that is down: test_postgresql.py.
+@pytest.mark.sqlite_only
 def test_locked_database_is_503_with_retry_after(tmp_path, app):
     app.config["PROPAGATE_EXCEPTIONS"] = False
     client = app.test_client()

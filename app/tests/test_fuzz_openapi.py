@@ -56,8 +56,8 @@ def _schemathesis(url: str, token: str, report: Path, *filters: str) -> subproce
     return subprocess.run(command, capture_output=True, text=True, timeout=900, check=False)
 
 
-def test_schemathesis_finds_no_server_error_and_no_contract_breach(tmp_path):
-    with live_server(tmp_path, extra_env=LIMITS) as url:
+def test_schemathesis_finds_no_server_error_and_no_contract_breach(tmp_path, database_env):
+    with live_server(tmp_path, extra_env={**LIMITS, **database_env}) as url:
         # Every token first: the fuzzed logins soon slow this client down (429), as they should.
         first, second, third = _tokens(url), _tokens(url), _tokens(url)
         runs = [

@@ -102,7 +102,7 @@ def _check_script():
     from importlib.util import module_from_spec, spec_from_loader
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "roles" / "check" / "files" / "task-manager-check.py"
+    path = Path(__file__).resolve().parents[2] / "roles" / "host_report" / "files" / "task-manager-check.py"
     loader = SourceFileLoader("task_manager_check", str(path))
     module = module_from_spec(spec_from_loader(loader.name, loader))
     loader.exec_module(module)

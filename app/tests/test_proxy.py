@@ -78,15 +78,8 @@ def test_an_unknown_scheme_is_ignored(tmp_path):
     assert probe(_app(tmp_path), UNIX, HTTP_X_FORWARDED_PROTO="gopher")["scheme"] == "http"
 
 
-def test_a_local_process_cannot_dodge_the_login_throttle_with_headers(tmp_path):
-    app = create_app(make_config(tmp_path, LOGIN_FREE_FAILURES_PER_CLIENT=2, LOGIN_BACKOFF_BASE_SECONDS=60,
-                                 TRUSTED_PROXIES=1))
-    with app.app_context():
-        from flask_migrate import upgrade
-
-        from task_manager.extensions import MIGRATIONS_DIR
-
-        upgrade(directory=MIGRATIONS_DIR)
+def test_a_local_process_cannot_dodge_the_login_throttle_with_headers(tmp_path, app_with):
+    app = app_with(LOGIN_FREE_FAILURES_PER_CLIENT=2, LOGIN_BACKOFF_BASE_SECONDS=60, TRUSTED_PROXIES=1)
     client = app.test_client()
     statuses = []
     for n in range(3):
@@ -112,7 +105,7 @@ def test_gunicorn_believes_no_forwarding_header():
     assert gunicorn_conf.forwarder_headers == ""
 
 
-def test_under_gunicorn_only_the_unix_socket_is_the_proxy(tmp_path):
+def test_under_gunicorn_only_the_unix_socket_is_the_proxy(tmp_path, database_env):
     """The contract itself: gunicorn on a TCP port and a unix socket, as systemd starts it."""
     import http.client
     import json
@@ -126,7 +119,7 @@ def test_under_gunicorn_only_the_unix_socket_is_the_proxy(tmp_path):
 
     port, sock_path = free_port(), str(tmp_path / "api.sock")
     env = {**os.environ, "TASK_MANAGER_ENV": "development", "TASK_MANAGER_INSTANCE_PATH": str(tmp_path / "instance"),
-           "TASK_MANAGER_LOG_DIR": str(tmp_path / "logs"), "TASK_MANAGER_TRUSTED_PROXIES": "1"}
+           "TASK_MANAGER_LOG_DIR": str(tmp_path / "logs"), "TASK_MANAGER_TRUSTED_PROXIES": "1", **database_env}
     _run_cli(env, "init-db")
     server = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-c", "python:task_manager.gunicorn_conf", "--workers", "1",

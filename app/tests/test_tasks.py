@@ -135,6 +135,11 @@ def test_another_users_task_is_404(api, api_factory):
 
 def test_huge_task_id_is_404(api):
     assert api.get("/api/tasks/99999999999999999999999").status_code == 404
+    # Past PostgreSQL's 32-bit integer, and past SQLite's 64-bit one: no such task, never a 500.
+    for task_id in (2**31 - 1, 2**31, 7074505289, 2**63 - 1, 2**63):
+        assert api.get(f"/api/tasks/{task_id}").status_code == 404, task_id
+        assert api.put(f"/api/tasks/{task_id}", json={"title": "t"}).status_code == 404, task_id
+        assert api.delete(f"/api/tasks/{task_id}").status_code == 404, task_id
 
 
 def test_list_filters_searches_and_counts(api):
@@ -174,6 +179,15 @@ def test_list_sorts(api):
     assert order("priority") == ["b", "c", "A"]
     assert order("due_date") == ["c", "b", "A"]  # no due date last
     assert order("-due_date") == ["b", "c", "A"]
+
+
+def test_titles_sort_in_code_point_order_on_every_engine(api):
+    """Not the database's locale (en_US would ignore "-" and "_" and put "é" beside "e"): SQLite's."""
+    titles = ["b", "_x", "-y", "Z", "é", "f", "日本", "にほん", "a-b", "ab", "A1"]
+    for title in titles:
+        api.task(title=title)
+    listed = [t["title"] for t in api.get("/api/tasks?sort=title&per_page=100").get_json()["tasks"]]
+    assert listed == ["-y", "_x", "a-b", "A1", "ab", "b", "f", "Z", "é", "にほん", "日本"]
 
 
 def test_list_pages_and_caps_per_page(api):

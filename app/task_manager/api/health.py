@@ -1,6 +1,6 @@
 """GET /health: the manual's health check, plus a cheap database probe.
 
-Everyone gets status, message, version, release and checks (the playbooks read the
+Everyone gets status, message, version, release, engine and checks (the playbooks read the
 release through nginx too). The exact build (git revision, build time) and the schema
 revision help an attacker match a known flaw, so the public, proxied caller gets them
 only with a valid access token; callers on the host (TCP loopback, not through nginx)
@@ -22,7 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from .. import __version__, proxy
-from ..extensions import db
+from ..extensions import db, engine_name
 
 bp = Blueprint("health", __name__)
 
@@ -66,13 +66,15 @@ def _release_info(path: str | None) -> dict:
 def health():
     body = {"status": "OK", "message": OK_MESSAGE, "version": __version__}
     body.update(_release_info(current_app.config["RELEASE_INFO_FILE"]))
+    body["engine"] = engine_name()  # sqlite or postgresql: which database this API serves
     try:
         db.session.execute(text("SELECT 1 FROM users LIMIT 1")).all()
         db.session.execute(text("SELECT 1 FROM tasks LIMIT 1")).all()
         revision = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except SQLAlchemyError as exc:
         db.session.rollback()
-        current_app.logger.error("Health check: database unusable: %s", type(exc.orig or exc).__name__)
+        reason = getattr(exc, "orig", None) or exc  # a pool timeout has no driver error
+        current_app.logger.error("Health check: database unusable: %s", type(reason).__name__)
         body.update(
             status="ERROR", message="データベースに接続できません", checks={"database": "error"}
         )

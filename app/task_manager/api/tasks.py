@@ -14,12 +14,14 @@ from ..models import TASK_STATUSES, Task
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 
-SQLITE_MAX_INT = 2**63 - 1
+# The largest id a task can have: SQLite's INTEGER is 64 bits, PostgreSQL's (serial) 32.
+# A larger id in a URL is no task, not a database error.
+MAX_TASK_ID = {"sqlite": 2**63 - 1, "postgresql": 2**31 - 1}
 PRIORITY_RANK = case({"low": 0, "medium": 1, "high": 2}, value=Task.priority)
 
 
 def _own_task(task_id: int) -> Task:
-    if task_id > SQLITE_MAX_INT:
+    if task_id > MAX_TASK_ID[db.engine.dialect.name]:
         raise ApiError(404, "task_not_found", "タスクが見つかりません")
     task = db.session.scalar(select(Task).where(Task.id == task_id, Task.user_id == current_user.id))
     if task is None:
@@ -35,6 +37,13 @@ def _status_filter(query, status: str | None):
     return query.where(Task.status == status)
 
 
+def _title_key():
+    key = func.lower(Task.title)
+    # PostgreSQL sorts text by the database's locale, SQLite by code point: "C" is code point
+    # order there too, so one list comes out in one order whatever locale the database has.
+    return key.collate("C") if db.engine.dialect.name == "postgresql" else key
+
+
 def _order_by(sort: str):
     descending = sort.startswith("-")
     key = sort.lstrip("-")
@@ -42,7 +51,7 @@ def _order_by(sort: str):
         "created_at": Task.created_at,
         "due_date": Task.due_date,
         "priority": PRIORITY_RANK,
-        "title": func.lower(Task.title),
+        "title": _title_key(),
     }[key]
     ordered = column.desc() if descending else column.asc()
     tie_break = Task.id.desc() if descending else Task.id.asc()

@@ -1,10 +1,17 @@
-"""Alembic environment for Flask-Migrate (batch mode, so SQLite can alter tables)."""
+"""Alembic environment for Flask-Migrate (batch mode, so SQLite can alter tables).
+
+On PostgreSQL the API's role may not change the schema: migrations connect with
+MIGRATION_DATABASE_URI (the schema owner) when it is set, else with the app's URL.
+"""
 
 import logging
 from logging.config import fileConfig
 
 from alembic import context
 from flask import current_app
+from sqlalchemy import text
+
+from task_manager.extensions import MIGRATION_LOCK, migration_engine
 
 config = context.config
 if config.config_file_name is not None:
@@ -16,7 +23,7 @@ target_db = current_app.extensions["migrate"].db
 
 
 def run_migrations_offline():
-    url = target_db.engine.url.render_as_string(hide_password=False)
+    url = current_app.config.get("MIGRATION_DATABASE_URI") or current_app.config["SQLALCHEMY_DATABASE_URI"]
     context.configure(url=url, target_metadata=target_db.metadata, literal_binds=True, render_as_batch=True)
     with context.begin_transaction():
         context.run_migrations()
@@ -30,9 +37,13 @@ def run_migrations_online():
 
     conf_args = dict(current_app.extensions["migrate"].configure_args)
     conf_args.setdefault("process_revision_directives", skip_empty_autogenerate)
-    with target_db.engine.connect() as connection:
+    with migration_engine() as engine, engine.connect() as connection:
         context.configure(connection=connection, target_metadata=target_db.metadata, **conf_args)
         with context.begin_transaction():
+            # Several app hosts may share one PostgreSQL and migrate it at once (a deploy on each):
+            # the first takes the lock for its transaction, the others wait, then find it at head.
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             context.run_migrations()
 
 

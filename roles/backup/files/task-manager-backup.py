@@ -310,6 +310,11 @@ def build_set(config: dict, database: Path, kind: str, stamp: str, scratch: Path
 
 
 def create(config: dict, kind: str, label: str | None) -> dict:
+    if config.get("database_engine", "sqlite") != "sqlite":
+        # Said plainly rather than "nothing to back up yet": the data exists, elsewhere.
+        raise BackupError(
+            f"the database is {config['database_engine']} on {config.get('db_host') or 'the db host'}: "
+            "this command backs up SQLite only; take PostgreSQL backups with pg_dump -Fc on the db host")
     database = Path(config["database"])
     backup_dir = Path(config["backup_dir"])
     # Only the database file itself may be absent ("nothing to back up yet"); a missing
