@@ -69,7 +69,7 @@ clean:  ## remove caches and the venv
 
 # ---- Molecule: real systemd test hosts (podman + runc, see docs/architecture.md) ----
 export CONTAINERS_CONF := $(abspath molecule/containers.conf)
-SCENARIOS ?= default preflight runbooks operations
+SCENARIOS ?= default preflight runbooks operations cluster
 
 .PHONY: test-image test-molecule molecule-% demo demo-destroy
 

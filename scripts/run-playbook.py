@@ -45,7 +45,9 @@ def ansible_playbook() -> str:
 
 def run(args: list[str], cwd: Path = ROOT) -> dict:
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
-    env.setdefault("ANSIBLE_CONFIG", str(ROOT / "ansible.cfg"))
+    # The project's settings, as from the repository root; never those of the caller
+    # (Molecule points ANSIBLE_CONFIG at a file of its own).
+    env["ANSIBLE_CONFIG"] = str(ROOT / "ansible.cfg")
     started = time.perf_counter()
     proc = subprocess.run([ansible_playbook(), *args], cwd=cwd, env=env, text=True, capture_output=True,
                           check=False)
