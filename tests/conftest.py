@@ -14,7 +14,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKUP_SCRIPT = ROOT / "roles" / "backup" / "files" / "task-manager-backup.py"
-CHECK_SCRIPT = ROOT / "roles" / "check" / "files" / "task-manager-check.py"
+CHECK_SCRIPT = ROOT / "roles" / "host_report" / "files" / "task-manager-check.py"
 
 # What counts() and the restore read: users, tasks and Alembic's revision, as the app makes them.
 SCHEMA = """
