@@ -69,15 +69,17 @@ clean:  ## remove caches and the venv
 
 # ---- Molecule: real systemd test hosts (podman + runc, see docs/architecture.md) ----
 export CONTAINERS_CONF := $(abspath molecule/containers.conf)
-SCENARIOS ?= default preflight runbooks operations cluster
+# Longest first: two run at once (MOLECULE_JOBS), each on hosts, ports and a network of its own.
+SCENARIOS ?= runbooks operations cluster default preflight
+MOLECULE_JOBS ?= 2
 
 .PHONY: test-image test-molecule molecule-% demo demo-destroy
 
 test-image: ## build (once, cached) the Debian 12 systemd test-host image
 	@scripts/build-test-image.sh >/dev/null
 
-test-molecule: venv test-image  ## every Molecule scenario, one after the other
-	@set -e; for s in $(SCENARIOS); do $(MAKE) --no-print-directory molecule-$$s; done
+test-molecule: venv test-image  ## every Molecule scenario, two at a time (each one's output together when it ends)
+	@$(MAKE) --no-print-directory -j$(MOLECULE_JOBS) --output-sync=target $(addprefix molecule-,$(SCENARIOS))
 
 molecule-%: venv test-image  ## one scenario: make molecule-default
 	$(BIN)/molecule test -s $*
