@@ -5,7 +5,6 @@ import json
 import subprocess
 import sys
 import time
-from datetime import timedelta
 
 import psycopg
 import pytest
@@ -14,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ProgrammingError
 
 from task_manager.extensions import MIGRATION_LOCK, db
-from task_manager.models import Task, User, utcnow
+from task_manager.models import Task, User
 from tests.conftest import Api
 from tests.livesrv import APP_DIR
 from tests.pgcluster import API, OWNER
@@ -196,26 +195,6 @@ def test_the_task_list_query_uses_an_index(app):
         plan = " ".join(db.session.execute(text("EXPLAIN SELECT * FROM tasks WHERE user_id = 1")).scalars())
         db.session.rollback()
     assert "Index" in plan and "ix_tasks_user_id" in plan, plan
-
-
-def test_purge_sql_deletes_exactly_old_completed_tasks(app):
-    now = utcnow()
-    with app.app_context():
-        user = User(username="bob", password_hash="x")
-        db.session.add(user)
-        db.session.flush()
-        for title, status, days in [("old done", "completed", 91), ("old done 2", "completed", 365),
-                                    ("recent done", "completed", 89), ("pending", "pending", None),
-                                    ("in progress", "in_progress", None)]:
-            db.session.add(Task(user_id=user.id, title=title, status=status,
-                                completed_at=now - timedelta(days=days) if days else None))
-        db.session.commit()
-        # Timestamps are naive UTC: compare with the UTC time, not the session's time zone.
-        db.session.execute(text("DELETE FROM tasks WHERE status = 'completed' "
-                                "AND completed_at < (now() AT TIME ZONE 'UTC') - interval '90 days'"))
-        db.session.commit()
-        left = sorted(db.session.execute(text("SELECT title FROM tasks")).scalars())
-    assert left == ["in progress", "pending", "recent done"]
 
 
 # ---- The schema: every constraint and index has the name the models give it ----
