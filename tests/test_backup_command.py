@@ -218,11 +218,11 @@ def test_no_database_file_yet_is_exit_3(host, capsys):
     assert host.files() == []
 
 
-def test_a_postgresql_deployment_is_refused_by_name_not_taken_for_empty(host, db, capsys):
-    host.write_config(database_engine="postgresql", db_host="db-01")
+def test_an_app_host_of_a_postgresql_deployment_is_refused_by_name_not_taken_for_empty(host, db, capsys):
+    host.write_config(database_engine="postgresql", db_host="db-01", database_on_this_host=False)
     status, out, err = run(capsys, "create", "--kind", "daily")
     assert (status, out) == (1, "")
-    assert "the database is postgresql on db-01: this command backs up SQLite only" in err
+    assert "the database is postgresql on db-01: its backups are taken and restored there" in err
     assert host.files() == []
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""task-manager-backup: verified backups of the task manager's SQLite database.
+"""task-manager-backup: verified backups of the task manager's database (SQLite or PostgreSQL).
 
 Run by cron (daily, weekly, monthly) and by the playbooks (before every destructive
 step). Uses only Debian's python3, never a release's venv, so it works even when a
@@ -21,6 +21,15 @@ A backup set is a manifest backup_<stamp>.json beside its files:
 Each file may end in .gpg when encryption is on. The copy passes PRAGMA
 integrity_check and the dump is loaded into a scratch database and checked too,
 before the set is written; a set that fails leaves nothing behind.
+
+With PostgreSQL (the layout's database_engine), the command runs on the db host, as
+postgres, and a set holds instead:
+  task_manager_<stamp>.dump  pg_dump --format=custom, taken in the snapshot the counts read
+  globals_<stamp>.sql        pg_dumpall --globals-only --no-role-passwords (roles, no secrets)
+The dump is restored into a scratch database and counted (users, tasks, schema revision)
+before the set is written; restore rebuilds the database the same way under a scratch
+name, keeps a dump of the current one as the safety copy, and swaps the names. The API's
+role must have no session open (its hosts stopped) while a restore runs.
 
 restore puts a set back in place of the database, with the service stopped: it
 checks the set's sha256 sums, rebuilds the database from the copy (or the dump) in
@@ -62,6 +71,8 @@ SQLITE3 = "/usr/bin/sqlite3"
 KINDS = ("daily", "weekly", "monthly", "manual", "pre-update")
 PRUNED_KINDS = (*KINDS, "safety")
 FULL_KINDS = ("weekly", "monthly")
+# PostgreSQL's own tools, not Debian's wrappers in /usr/bin (they pick a cluster by guessing).
+PG_BIN = "/usr/lib/postgresql/15/bin"
 
 
 class BackupError(Exception):
@@ -309,12 +320,31 @@ def build_set(config: dict, database: Path, kind: str, stamp: str, scratch: Path
     return [encrypt(config, f) for f in files], facts
 
 
-def create(config: dict, kind: str, label: str | None) -> dict:
-    if config.get("database_engine", "sqlite") != "sqlite":
+def write_set(scratch: Path, target_dir: Path, files: list[Path], manifest: dict, dirs: tuple[Path, ...]) -> None:
+    manifest_file = scratch / f"backup_{manifest['stamp']}.json"
+    manifest_file.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    # Data first, manifest last: a set is complete exactly when its manifest exists.
+    for path in [*files, manifest_file]:
+        path.chmod(0o600)
+        path.rename(target_dir / path.name)
+    for path in dirs:
+        path.chmod(0o700)
+
+
+def engine(config: dict) -> str:
+    """sqlite or postgresql; refused on a host that does not hold the database."""
+    name = config.get("database_engine", "sqlite")
+    if not config.get("database_on_this_host", True):
         # Said plainly rather than "nothing to back up yet": the data exists, elsewhere.
         raise BackupError(
-            f"the database is {config['database_engine']} on {config.get('db_host') or 'the db host'}: "
-            "this command backs up SQLite only; take PostgreSQL backups with pg_dump -Fc on the db host")
+            f"the database is {name} on {config.get('db_host') or 'the db host'}: its backups are taken "
+            "and restored there (backup.yml and restore.yml do)")
+    return name
+
+
+def create(config: dict, kind: str, label: str | None) -> dict:
+    if engine(config) == "postgresql":
+        return pg_create(config, kind, label)
     database = Path(config["database"])
     backup_dir = Path(config["backup_dir"])
     # Only the database file itself may be absent ("nothing to back up yet"); a missing
@@ -336,6 +366,7 @@ def create(config: dict, kind: str, label: str | None) -> dict:
                 "label": label,
                 "created_at": utc_now(),
                 "stamp": stamp,
+                "engine": "sqlite",
                 "database": str(database),
                 "integrity": "ok",
                 "encrypted": bool(config.get("encrypt")),
@@ -343,14 +374,7 @@ def create(config: dict, kind: str, label: str | None) -> dict:
                 **facts,
                 "files": {f.name: {"sha256": sha256(f), "bytes": f.stat().st_size} for f in files},
             }
-            manifest_file = scratch / f"backup_{stamp}.json"
-            manifest_file.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-            # Data first, manifest last: a set is complete exactly when its manifest exists.
-            for path in [*files, manifest_file]:
-                path.chmod(0o600)
-                path.rename(target_dir / path.name)
-            for path in (backup_dir, target_dir):
-                path.chmod(0o700)
+            write_set(scratch, target_dir, files, manifest, (backup_dir, target_dir))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     manifest["manifest"] = str(target_dir / f"backup_{stamp}.json")
@@ -430,7 +454,8 @@ def service_running(config: dict) -> bool:
 
 def select_sets(config: dict, selector: str, kind: str | None) -> list[dict]:
     """The sets to try, in order: newest first for latest and latest-good, else the one named."""
-    entries = [m for m in manifests(config, kind) if m.get("kind") != "safety"]
+    this = config.get("database_engine", "sqlite")
+    entries = [m for m in manifests(config, kind) if m.get("kind") != "safety" and m.get("engine", "sqlite") == this]
     if selector in ("latest", "latest-good"):
         ordered = list(reversed(entries))
     else:
@@ -481,6 +506,8 @@ def keep_safety_copy(database: Path, backup_dir: Path, restoring: str) -> str | 
 
 
 def restore(config: dict, selector: str, source: str, kind: str | None) -> dict:
+    if engine(config) == "postgresql":
+        return pg_restore(config, selector, kind)
     if service_running(config):
         raise BackupError(f"stop {config['service']}.socket and .service first: never restore under a running service")
     database = Path(config["database"])
@@ -507,6 +534,264 @@ def restore(config: dict, selector: str, source: str, kind: str | None) -> dict:
     }
 
 
+# --- PostgreSQL (the db host) ---------------------------------------------------------------
+# Connections go over the local socket as the account the command runs as (postgres, by
+# peer authentication); libpq's PGHOST and PGPORT may point elsewhere (the tests do).
+
+
+def driver_errors() -> tuple[type[Exception], ...]:
+    """psycopg's errors where it is installed (the db host), for the except clauses."""
+    try:
+        import psycopg  # noqa: PLC0415
+    except ImportError:
+        return ()
+    return (psycopg.Error,)
+
+
+def pg_connect(dbname: str, autocommit: bool = True):
+    import psycopg  # noqa: PLC0415  (Debian's python3-psycopg; only the db host needs it)
+
+    return psycopg.connect(dbname=dbname, autocommit=autocommit, connect_timeout=10)
+
+
+def pg_tool(config: dict, tool: str, *arguments: str) -> None:
+    program = Path(config.get("postgresql_bin") or PG_BIN) / tool
+    if not os.access(program, os.X_OK):
+        raise Missing(f"{program} is missing: PostgreSQL backups need the server's own tools")
+    # S603: a fixed absolute program and an argument list, no shell.
+    result = subprocess.run([str(program), *arguments], capture_output=True, text=True, check=False)  # noqa: S603
+    if result.returncode != 0:
+        raise BackupError(f"{tool} exited with {result.returncode}: {result.stderr.strip()[-600:]}")
+
+
+def pg_counts(conn) -> dict:
+    """users, tasks and the schema revision, as counts() reads them from SQLite; a table
+    that is not there (an empty database) counts as None, not as a failure."""
+    def exists(table: str) -> bool:
+        return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"public.{table}",)).fetchone()[0]
+
+    result = {}
+    for table in ("users", "tasks"):
+        result[table] = (conn.execute(f"SELECT count(*) FROM public.{table}").fetchone()[0]  # noqa: S608 (fixed names)
+                         if exists(table) else None)
+    row = None
+    if exists("alembic_version"):
+        row = conn.execute("SELECT version_num FROM public.alembic_version").fetchone()
+    result["schema_revision"] = row[0] if row else None
+    return result
+
+
+def pg_database_exists(name: str) -> bool:
+    with pg_connect("postgres") as conn:
+        return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+
+def pg_drop(name: str) -> None:
+    from psycopg import sql  # noqa: PLC0415
+
+    with pg_connect("postgres") as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def pg_load(config: dict, dump_file: Path, name: str) -> dict:
+    """A new database `name` built from the dump (owners and grants as dumped), and its counts."""
+    from psycopg import sql  # noqa: PLC0415
+
+    pg_drop(name)
+    with pg_connect("postgres") as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING 'UTF8' "
+                             "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'").format(
+            sql.Identifier(name), sql.Identifier(config["db_owner"])))
+    pg_tool(config, "pg_restore", "--exit-on-error", "--single-transaction", "--dbname", name, str(dump_file))
+    with pg_connect(name) as conn:
+        return pg_counts(conn)
+
+
+def pg_dump_snapshot(config: dict, target: Path) -> dict:
+    """A custom-format dump and the counts, both read in one snapshot: what the dump holds
+    is exactly what was counted, however the API writes meanwhile."""
+    with pg_connect(config["db_name"], autocommit=False) as conn:
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+        facts = pg_counts(conn)
+        pg_tool(config, "pg_dump", "--format=custom", "--compress=6", f"--snapshot={snapshot}",
+                "--file", str(target), "--dbname", config["db_name"])
+        conn.rollback()
+    return facts
+
+
+def pg_room_for(config: dict, backup_dir: Path) -> None:
+    with pg_connect(config["db_name"]) as conn:
+        size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+        data_dir = conn.execute("SELECT setting FROM pg_settings WHERE name = 'data_directory'").fetchone()[0]
+    # The dump (at most the database's size) and a margin in the backup directory; the
+    # scratch database the dump is verified in, beside the live one.
+    for where, needed in ((backup_dir, size + 16 * 1048576), (Path(data_dir), size + 64 * 1048576)):
+        free = shutil.disk_usage(where).free
+        if free < needed:
+            raise BackupError(
+                f"not enough space in {where}: {free // 1048576} MB free, a backup of this "
+                f"{size // 1048576} MB database needs about {needed // 1048576} MB there. Free space "
+                "(maintenance.yml prunes old sets) or move it to a larger disk")
+
+
+def pg_build_set(config: dict, kind: str, stamp: str, scratch: Path) -> tuple[list[Path], dict]:
+    dump_file = scratch / f"task_manager_{stamp}.dump"
+    facts = pg_dump_snapshot(config, dump_file)
+    verify = f"{config['db_name']}_verify"
+    try:
+        loaded = pg_load(config, dump_file, verify)
+    finally:
+        pg_drop(verify)
+    if loaded != facts:
+        raise BackupError(f"the dump restores {loaded}, the database held {facts}")
+    roles = scratch / f"globals_{stamp}.sql"
+    # Role names and attributes, for a new server; passwords come from the inventory (vault)
+    # or are generated again by deploy.yml, so no password hash sits in a backup.
+    pg_tool(config, "pg_dumpall", "--globals-only", "--no-role-passwords", "--file", str(roles))
+    files = [dump_file, roles]
+    if kind in FULL_KINDS:
+        conf = scratch / f"config_{stamp}.tar.gz"
+        tar_paths(conf, [(p.lstrip("/"), Path(p)) for p in config.get("config_paths", [])])
+        files.append(conf)
+    return [encrypt(config, f) for f in files], facts
+
+
+def pg_api_sessions(config: dict) -> int:
+    with pg_connect("postgres") as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND usename = %s",
+                            (config["db_name"], config["db_user"])).fetchone()[0]
+
+
+def pg_check_set(config: dict, entry: dict, scratch: Path, name: str) -> dict:
+    """The set's sums checked and its dump restored into `name`: that database's counts."""
+    directory = Path(entry["dir"])
+    for file_name, meta in entry.get("files", {}).items():
+        path = directory / file_name
+        if not path.exists() or sha256(path) != meta["sha256"]:
+            raise BackupError(f"{path} is missing or does not match its manifest")
+    pick = next((n for n in entry.get("files", {}) if n.startswith("task_manager_")), None)
+    if pick is None:
+        raise BackupError(f"set {entry['stamp']} has no dump")
+    loaded = pg_load(config, decrypt(config, directory / pick, scratch), name)
+    expected = {key: entry.get(key) for key in loaded}
+    if loaded != expected:
+        raise BackupError(f"set {entry['stamp']} restores {loaded}, its manifest says {expected}")
+    return loaded
+
+
+def pg_safety_copy(config: dict, backup_dir: Path, restoring: str, scratch: Path) -> str | None:
+    """A dump of the database as it is, kept as a safety set; None when it cannot be dumped."""
+    if not pg_database_exists(config["db_name"]):
+        return None
+    stamp = new_stamp()
+    target = scratch / f"task_manager_{stamp}.dump"
+    try:
+        facts = pg_dump_snapshot(config, target)
+    except (BackupError, OSError, *driver_errors()) as exc:  # a damaged database is why we are here
+        log(config, f"no safety dump of the current database ({exc}): it is kept as a database instead")
+        return None
+    safety_dir = backup_dir / "safety"
+    safety_dir.mkdir(mode=0o700, exist_ok=True)
+    target.chmod(0o600)
+    target = target.rename(safety_dir / target.name)
+    manifest = safety_dir / f"backup_{stamp}.json"
+    manifest.write_text(json.dumps({
+        "kind": "safety", "engine": "postgresql", "stamp": stamp,
+        "label": f"database as it was before restoring {restoring}", "created_at": utc_now(), **facts,
+        "files": {target.name: {"sha256": sha256(target), "bytes": target.stat().st_size}},
+    }, indent=2) + "\n", encoding="utf-8")
+    return str(manifest)
+
+
+def pg_swap(config: dict, restored: str, safety: str | None, stamp: str) -> str | None:
+    """The restored database takes the live one's name. The replaced one is dropped when its
+    safety dump exists, else kept under a name of its own (returned), so nothing is lost."""
+    from psycopg import sql  # noqa: PLC0415
+
+    live = config["db_name"]
+    replaced = f"{live}_replaced_{stamp}"[:63]
+    with pg_connect("postgres") as conn:
+        if pg_database_exists(live):
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (live,))
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                sql.Identifier(live), sql.Identifier(replaced)))
+        else:
+            replaced = None
+        conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(restored), sql.Identifier(live)))
+        # Database-level rights are not in a dump: the deploy's, again (only the two roles connect).
+        conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(live)))
+        conn.execute(sql.SQL("GRANT CONNECT ON DATABASE {} TO {}").format(sql.Identifier(live),
+                                                                        sql.Identifier(config["db_user"])))
+    if replaced and safety:
+        pg_drop(replaced)
+        return None
+    return replaced
+
+
+def pg_create(config: dict, kind: str, label: str | None) -> dict:
+    backup_dir = Path(config["backup_dir"])
+    target_dir = backup_dir / kind
+    stamp = new_stamp()
+    os.umask(0o077)
+    with locked(backup_dir):
+        pg_room_for(config, backup_dir)
+        target_dir.mkdir(exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=backup_dir))
+        try:
+            files, facts = pg_build_set(config, kind, stamp, scratch)
+            manifest = {
+                "kind": kind, "label": label, "created_at": utc_now(), "stamp": stamp,
+                "engine": "postgresql", "database": f"{config['db_name']} on {config.get('db_host') or 'this host'}",
+                "integrity": "ok", "encrypted": bool(config.get("encrypt")), "release": None, "revision": None,
+                **facts,
+                "files": {f.name: {"sha256": sha256(f), "bytes": f.stat().st_size} for f in files},
+            }
+            write_set(scratch, target_dir, files, manifest, (backup_dir, target_dir))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return {**manifest, "manifest": str(target_dir / f"backup_{stamp}.json"), "dir": str(target_dir)}
+
+
+def pg_restore(config: dict, selector: str, kind: str | None) -> dict:
+    sessions = pg_api_sessions(config)
+    if sessions:
+        raise BackupError(
+            f"the API's role {config['db_user']} has {sessions} session(s) open on {config['db_name']}: "
+            "stop the API on every app host first (restore.yml does): never restore under a running service")
+    backup_dir = Path(config["backup_dir"])
+    restored = f"{config['db_name']}_restore"
+    with locked(backup_dir):
+        ordered = select_sets(config, selector, kind)
+        scratch = Path(tempfile.mkdtemp(prefix=".restore-", dir=backup_dir))
+        try:
+            problems = []
+            for entry in ordered:
+                try:
+                    facts = pg_check_set(config, entry, scratch, restored)
+                    break
+                except Missing:
+                    raise
+                except (BackupError, OSError, subprocess.CalledProcessError, *driver_errors()) as exc:
+                    problems.append(str(exc))
+                    if selector != "latest-good":
+                        raise BackupError(str(exc)) from None
+            else:
+                raise NoUsableBackup("no backup set passes its checks: " + "; ".join(problems))
+            safety = pg_safety_copy(config, backup_dir, entry["stamp"], scratch)
+            kept = pg_swap(config, restored, safety, new_stamp())
+        except BaseException:
+            pg_drop(restored)
+            raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return {
+        "restored": entry["manifest"], "stamp": entry["stamp"], "kind": entry["kind"], "source": "dump",
+        "backup_created_at": entry.get("created_at"), "safety_copy": safety or (f"database {kept}" if kept else None),
+        "skipped": problems, **facts,
+    }
+
+
 def drop_privileges(config: dict) -> None:
     """Run as the service user: files it makes (backups, SQLite's -wal and -shm) are
     then the service's own, and root never touches the live database."""
@@ -515,9 +800,11 @@ def drop_privileges(config: dict) -> None:
     import grp  # noqa: PLC0415  (Unix-only, needed only here)
     import pwd  # noqa: PLC0415
 
+    # On the db host the settings name postgres, whose peer authentication lets it dump.
+    user, group = config.get("run_as_user") or config["user"], config.get("run_as_group") or config["group"]
     try:
-        uid = pwd.getpwnam(config["user"]).pw_uid
-        gid = grp.getgrnam(config["group"]).gr_gid
+        uid = pwd.getpwnam(user).pw_uid
+        gid = grp.getgrnam(group).gr_gid
     except KeyError as exc:
         raise BackupError(f"the service account {exc} does not exist") from None
     os.setgroups([])
@@ -598,7 +885,7 @@ def main(argv: list[str] | None = None) -> int:
     except (NoDatabase, NoUsableBackup) as exc:
         print(f"task-manager-backup: {exc}", file=sys.stderr)
         return 3
-    except (BackupError, OSError, sqlite3.Error, subprocess.CalledProcessError) as exc:
+    except (BackupError, OSError, sqlite3.Error, subprocess.CalledProcessError, *driver_errors()) as exc:
         message = f"FAILED: {describe(exc)}"
         if config:
             log(config, message)

@@ -1,0 +1,175 @@
+"""The backup command on a db host: verified PostgreSQL sets and restores, on a real
+PostgreSQL 15 cluster the tests start (app/tests/pgcluster.py, the app tests' own)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from conftest import BACKUP_SCRIPT, ROOT, current_account, load_script
+
+backup = load_script("task_manager_backup_pg", BACKUP_SCRIPT)
+pgcluster = load_script("pgcluster", ROOT / "app" / "tests" / "pgcluster.py")
+OWNER, API = pgcluster.OWNER, pgcluster.API
+DB = "task_manager"
+SCHEMA = (
+    "CREATE TABLE users (id serial PRIMARY KEY, username varchar(80) NOT NULL UNIQUE)",
+    "CREATE TABLE tasks (id serial PRIMARY KEY, user_id integer NOT NULL REFERENCES users (id), title text NOT NULL)",
+    "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)",
+    "INSERT INTO alembic_version VALUES ('0004')",
+    "INSERT INTO users (username) VALUES ('ann'), ('bob')",
+    "INSERT INTO tasks (user_id, title) SELECT 1, 'task ' || n FROM generate_series(1, 7) n",
+)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    try:
+        made = pgcluster.Cluster()
+    except pgcluster.ClusterError as exc:
+        pytest.fail(str(exc))
+    made.init()
+    made.start()
+    made.setup_roles()
+    yield made
+    made.destroy()
+
+
+@pytest.fixture
+def host(cluster, tmp_path, monkeypatch):
+    """A db host: the task manager's database as deploy.yml makes it, the layout saying it is here."""
+    cluster.drop_database(DB)
+    cluster.sql(f"CREATE DATABASE {DB} OWNER {OWNER} TEMPLATE template0")
+    cluster.sql(*pgcluster.API_GRANTS, f"REVOKE ALL ON DATABASE {DB} FROM PUBLIC",
+                f"GRANT CONNECT ON DATABASE {DB} TO {API}", database=DB)
+    cluster.sql(*SCHEMA, database=DB, role=OWNER)
+    backup_dir = tmp_path / "backups"
+    backup_dir.mkdir(mode=0o700)
+    (tmp_path / "logs").mkdir()
+    user, group = current_account()
+    config = {
+        "database_engine": "postgresql", "database_on_this_host": True, "db_host": "tm-db",
+        "db_name": DB, "db_owner": OWNER, "db_user": API, "backup_dir": str(backup_dir),
+        "log_dir": str(tmp_path / "logs"), "user": user, "group": group, "keep_min": 3,
+        "retention_days": {"default": 30, "monthly": 365}, "config_paths": [], "encrypt": False,
+    }
+    config_file = tmp_path / "backup.json"
+    config_file.write_text(json.dumps(config), encoding="utf-8")
+    monkeypatch.setenv("TASK_MANAGER_BACKUP_CONFIG", str(config_file))
+    monkeypatch.setenv("TASK_MANAGER_LAYOUT", str(config_file))
+    monkeypatch.setenv("PGHOST", str(cluster.socket_dir))
+    monkeypatch.setenv("PGUSER", "postgres")
+    monkeypatch.setattr(os, "setgroups", lambda groups: None)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    yield type("Host", (), {"dir": backup_dir, "config": config, "config_file": config_file, "cluster": cluster})
+    cluster.drop_database(DB)
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    status = backup.main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def counts(cluster) -> tuple:
+    return (cluster.sql("SELECT count(*) FROM users", database=DB)[0][0],
+            cluster.sql("SELECT count(*) FROM tasks", database=DB)[0][0])
+
+
+def databases(cluster) -> set[str]:
+    return {row[0] for row in cluster.sql("SELECT datname FROM pg_database WHERE datname LIKE 'task_manager%'")}
+
+
+def test_a_set_is_a_dump_and_the_roles_verified_by_restoring_it(host, capsys):
+    status, out, err = run(capsys, "create", "--kind", "daily")
+    assert status == 0, err
+    made = json.loads(out)
+    stamp = made["stamp"]
+    assert set(made["files"]) == {f"task_manager_{stamp}.dump", f"globals_{stamp}.sql"}
+    assert (made["engine"], made["integrity"], made["users"], made["tasks"], made["schema_revision"]) == (
+        "postgresql", "ok", 2, 7, "0004")
+    for name, meta in made["files"].items():
+        assert backup.sha256(Path(made["dir"]) / name) == meta["sha256"]
+    roles = (Path(made["dir"]) / f"globals_{stamp}.sql").read_text(encoding="utf-8")
+    assert f"CREATE ROLE {API}" in roles
+    assert "PASSWORD" not in roles.upper().replace("NOPASSWORD", "")  # no hash in a backup
+    assert databases(host.cluster) == {DB}  # the scratch database it was verified in is gone
+    status, out, _ = run(capsys, "list", "--json")
+    assert [entry["stamp"] for entry in json.loads(out)] == [stamp]
+
+
+def test_restore_brings_every_row_back_and_keeps_what_it_replaced(host, capsys):
+    status, out, err = run(capsys, "create")
+    assert status == 0, err
+    taken = json.loads(out)
+    host.cluster.sql("DELETE FROM tasks WHERE id > 2", "INSERT INTO users (username) VALUES ('eve')", database=DB)
+    assert counts(host.cluster) == (3, 2)
+    status, out, err = run(capsys, "restore", "latest")
+    assert status == 0, err
+    done = json.loads(out)
+    assert (done["stamp"], done["users"], done["tasks"]) == (taken["stamp"], 2, 7)
+    assert counts(host.cluster) == (2, 7)
+    assert databases(host.cluster) == {DB}
+    # The database as it was is a safety set: its dump, counted.
+    safety = json.loads(Path(done["safety_copy"]).read_text(encoding="utf-8"))
+    assert (safety["kind"], safety["users"], safety["tasks"]) == ("safety", 3, 2)
+    # Owners and rights as deployed: the API's role reads and writes rows and makes no table.
+    owner = host.cluster.sql("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'tasks'", database=DB)
+    assert owner == [(OWNER,)]
+    host.cluster.sql("INSERT INTO tasks (user_id, title) VALUES (1, 'after')", database=DB, role=API)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        host.cluster.sql("CREATE TABLE evil (id int)", database=DB, role=API)
+
+
+def test_restore_is_refused_while_the_api_has_a_session_open(host, capsys):
+    assert run(capsys, "create")[0] == 0
+    with psycopg.connect(host=str(host.cluster.socket_dir), dbname=DB, user=API):
+        status, _, err = run(capsys, "restore", "latest")
+    assert status == 1
+    assert f"the API's role {API} has 1 session(s) open" in err
+    assert counts(host.cluster) == (2, 7)
+
+
+def test_latest_good_passes_over_a_damaged_set_and_latest_does_not(host, capsys):
+    older = json.loads(run(capsys, "create")[1])
+    host.cluster.sql("INSERT INTO users (username) VALUES ('cy')", database=DB)
+    newer = json.loads(run(capsys, "create")[1])
+    dump = Path(newer["dir"]) / f"task_manager_{newer['stamp']}.dump"
+    dump.write_bytes(dump.read_bytes()[:-100])
+    status, _, err = run(capsys, "restore", "latest")
+    assert status == 1 and "does not match its manifest" in err
+    assert counts(host.cluster) == (3, 7)  # nothing touched
+    status, out, err = run(capsys, "restore", "latest-good")
+    assert status == 0, err
+    done = json.loads(out)
+    assert done["stamp"] == older["stamp"] and len(done["skipped"]) == 1
+    assert counts(host.cluster) == (2, 7)
+
+
+def test_a_lost_database_is_restored_and_nothing_pretends_to_be_its_safety_copy(host, capsys):
+    assert run(capsys, "create")[0] == 0
+    host.cluster.drop_database(DB)
+    status, out, err = run(capsys, "restore", "latest")
+    assert status == 0, err
+    assert counts(host.cluster) == (2, 7)
+    assert json.loads(out)["safety_copy"] is None
+
+
+def test_a_sqlite_set_is_not_offered_to_a_postgresql_restore(host, capsys):
+    sqlite_set = host.dir / "manual" / "backup_20200101_000000_000000.json"
+    sqlite_set.parent.mkdir()
+    sqlite_set.write_text(json.dumps({"kind": "manual", "stamp": "20200101_000000_000000", "files": {}}),
+                          encoding="utf-8")
+    status, _, err = run(capsys, "restore", "latest")
+    assert status == 3 and "no backup set matches 'latest'" in err
+
+
+def test_an_app_host_of_a_postgresql_deployment_says_where_backups_are_taken(host, capsys):
+    host.config_file.write_text(json.dumps({**host.config, "database_on_this_host": False}), encoding="utf-8")
+    status, _, err = run(capsys, "create")
+    assert status == 1
+    assert "the database is postgresql on tm-db: its backups are taken and restored there" in err
