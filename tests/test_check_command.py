@@ -24,9 +24,9 @@ check = load_script("task_manager_check", CHECK_SCRIPT)
 
 # The keys the check role reads from the document, in the order they are printed.
 REPORT_KEYS = [
-    "checked_at", "since", "units", "health", "requests", "request_ms_p95", "errors", "failed_logins",
+    "checked_at", "kind", "since", "units", "health", "requests", "request_ms_p95", "errors", "failed_logins",
     "database_mb", "memory_mb", "cpu_percent", "disk_percent", "disk_free_mb", "backup_disk_percent",
-    "backup_disk_free_mb", "newest_backup_age_hours", "release", "version", "history", "limits", "breaches",
+    "backup_disk_free_mb", "newest_backup_age_hours", "database_checked_on", "release", "version", "history", "limits", "breaches",
 ]
 
 ACCESS = '2025-01-31 12:00:0{s},123 203.0.113.9 "{method} {path}" {status} {ms}ms 1234\n'
@@ -150,6 +150,12 @@ def test_judge_at_the_limit_is_kept_and_unmeasured_figures_break_nothing():
 
 def test_judge_without_any_backup():
     assert check.judge(report(newest_backup_age_hours=None), LIMITS) == ["there is no backup"]
+
+
+def test_judge_leaves_the_backups_to_the_db_host_that_keeps_them():
+    elsewhere = report(newest_backup_age_hours=None, database_mb=None, backup_disk_percent=None,
+                       database_checked_on="tm-db")
+    assert check.judge(elsewhere, LIMITS) == []
 
 
 def test_p95():
@@ -282,6 +288,7 @@ def test_the_document_has_every_key_the_role_reads(host, capsys):
     status, doc, err = run(capsys, host, "--max-errors", "0", "--max-failed-logins", "5")
     assert status == 0, err
     assert list(doc) == REPORT_KEYS
+    assert doc["kind"] == "app" and doc["database_checked_on"] is None
     assert doc["since"] is None  # the first check counts everything
     assert list(doc["units"]) == ["task-manager.service", "task-manager.socket", "nginx.service", "cron.service"]
     assert doc["units"]["task-manager.service"] == {
@@ -309,6 +316,21 @@ def test_the_next_check_counts_from_the_previous_one(host, capsys):
     assert (doc["since"], doc["requests"]) == ("2025-01-31 12:00:03", 1)
     assert json.loads(host.state.read_text(encoding="utf-8")) == {"last_check": "2025-01-31 12:00:03"}
     assert "there is no backup" in doc["breaches"]
+
+
+def test_an_app_host_of_a_postgresql_deployment_leaves_the_database_to_the_db_host(host, capsys):
+    layout = {**host.config, "database_engine": "postgresql", "database_on_this_host": False, "db_host": "tm-db"}
+    (host.root / "backup.json").write_text(json.dumps(layout), encoding="utf-8")
+    host.backup_set("daily", 100)  # whatever lies here is not the deployment's backup
+    status, doc, err = run(capsys, host)
+    assert status == 0, err
+    assert list(doc) == REPORT_KEYS
+    assert doc["kind"] == "app"  # the API's own checks all run
+    assert [h["ok"] for h in doc["health"]] == [True, True]
+    assert (doc["database_mb"], doc["newest_backup_age_hours"], doc["database_checked_on"]) == (None, None, "tm-db")
+    assert (doc["backup_disk_percent"], doc["backup_disk_free_mb"]) == (None, None)
+    assert doc["disk_percent"] == 50.0
+    assert doc["breaches"] == []
 
 
 def test_measure_reads_systemd_and_the_process_tree(host, monkeypatch):

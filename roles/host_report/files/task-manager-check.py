@@ -4,12 +4,25 @@ limits, measured on the host and printed as one JSON document.
 
   task-manager-check [--max-response-ms 200] [--max-db-mb 100] [--max-memory-mb 512]
                      [--max-cpu-percent 50] [--max-disk-percent 80] [--max-backup-age-hours 26]
-                     [--max-errors N] [--max-failed-logins N] [--no-record]
+                     [--max-connections-percent 80] [--max-errors N] [--max-failed-logins N] [--no-record]
 
+The layout says which host this is, and so what is measured ("kind" in the document):
+  app       the API's host: units, /health, counts from the logs, memory, CPU, disk,
+            and, where the database is kept here (SQLite), its size and the newest backup.
+            On an app host of a PostgreSQL deployment (database_on_this_host false)
+            database_mb, the backup disk and newest_backup_age_hours are None and
+            database_checked_on names the db host, where they are measured.
+  database  the PostgreSQL db host (database_engine postgresql, database_on_this_host
+            true): the unit postgresql@15-main, the database's size, client connections
+            against max_connections, the disks of the data directory and of the backups,
+            the newest backup, and replication (pg_stat_replication; none is deployed).
+            It connects as postgres over the local socket, with Debian's python3-psycopg;
+            libpq's PGHOST and PGPORT may point elsewhere. A server that does not answer
+            is a broken limit in the report, not a failed check.
 Counts from the logs (errors, failed logins, request times) are since the previous
-check, whose time is kept in the state file; --no-record leaves it as it is.
-measure() gathers the figures (the service's own files read as the service user),
-judge() holds them to the limits; the document is both.
+check, whose time is kept in the state file (app hosts only); --no-record leaves it as it is.
+measure() and measure_database() gather the figures (on an app host the service's own
+files read as the service user), judge() holds them to the limits; the document is both.
 
 Installed as /usr/local/sbin/task-manager-check; roles/host_report also runs this file as it is.
 Paths from the environment: TASK_MANAGER_LAYOUT (the host's layout, written by the base
@@ -23,6 +36,7 @@ the check itself could not run.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import re
@@ -43,6 +57,13 @@ DEFAULT_FACTS = "/etc/ansible/facts.d/task_manager.fact"  # the release history 
 # Absolute path: root runs this command, so PATH decides nothing. A module constant, so the
 # tests can point it at a stand-in.
 SYSTEMCTL = "/usr/bin/systemctl"
+# Debian's cluster 15/main. Its data directory is asked of the server; this one is measured
+# when the server does not answer, because a full disk is a common reason for that.
+PG_UNIT = "postgresql@15-main.service"
+PG_DATA_DIR = "/var/lib/postgresql/15/main"
+# The README describes a streaming replica; none is deployed, and the report says so only
+# while pg_stat_replication agrees.
+NO_REPLICATION = "none: one PostgreSQL server, no standby (the README describes a streaming replica on paper)"
 NEVER = "0000-00-00 00:00:00"  # the "previous check" before the first one: every line counts
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)")
 # Whole lines only, in the formats the app writes (task_manager/requestlog.py and
@@ -77,6 +98,46 @@ def state_file() -> Path:
 
 def facts_file(config: dict) -> Path:
     return Path(os.environ.get("TASK_MANAGER_CHECK_FACTS") or config.get("facts_file") or DEFAULT_FACTS)
+
+
+def holds_database(config: dict) -> bool:
+    """Whether the database and its backups are kept on this host. Layouts written before
+    PostgreSQL have no such key: a single SQLite host holds it."""
+    # A string "False" would be truthy; the layout is JSON that people also edit by hand.
+    return str(config.get("database_on_this_host", True)).lower() != "false"
+
+
+def host_kind(config: dict) -> str:
+    """database on the PostgreSQL host, app everywhere else (a SQLite host included)."""
+    if config.get("database_engine") == "postgresql" and holds_database(config):
+        return "database"
+    return "app"
+
+
+def newest_backup(backup_dir: Path) -> float | None:
+    """The mtime of the newest backup set's manifest; safety copies (taken before a
+    restore) are not backups. A link is skipped: the backup command writes plain files."""
+    manifests = [p for p in backup_dir.glob("*/backup_*.json") if p.parent.name != "safety" and not p.is_symlink()]
+    return max((p.stat().st_mtime for p in manifests), default=None)
+
+
+def age_hours(mtime: float | None) -> float | None:
+    return round((time.time() - mtime) / 3600, 2) if mtime else None
+
+
+def megabytes(size: int | None, digits: int = 2) -> float | None:
+    return None if size is None else round(size / 1048576, digits)
+
+
+def disk_figures(usage, name: str) -> dict:
+    """<name>_percent and <name>_free_mb of a shutil.disk_usage result (None: not measured)."""
+    if usage is None:
+        return {f"{name}_percent": None, f"{name}_free_mb": None}
+    return {f"{name}_percent": round(100 * usage.used / usage.total, 1), f"{name}_free_mb": round(usage.free / 1048576)}
+
+
+def unit_states(units: dict) -> dict:
+    return {u: {k: v.get(k) for k in ("ActiveState", "UnitFileState", "NRestarts")} for u, v in units.items()}
 
 
 def since_lines(path: Path, since: str):
@@ -167,18 +228,19 @@ def cpu_percent(pids: list[int], seconds: float = 1.0) -> float:
 
 def service_files(config: dict, since: str) -> dict:
     """What the service's own files say: request times, errors and failed sign-ins from
-    its logs, the database's size, the newest backup. They belong to the service user,
-    so root reads them as that user: a link planted among them reads nothing more."""
+    its logs, the database's size, the newest backup (those two None on a host that does
+    not hold the database). They belong to the service user, so root reads them as that
+    user: a link planted among them reads nothing more."""
     logs = Path(config["log_dir"])
     database = Path(config["database"])
-    backups = [p for p in Path(config["backup_dir"]).glob("*/backup_*.json") if p.parent.name != "safety"]
+    here = holds_database(config)
     return {
         "durations": request_durations(since_lines(logs / "access.log", since)),
         "errors": error_lines(since_lines(logs / "errors.log", since)),
         "failed_logins": failed_logins(since_lines(logs / "task_manager.log", since)),
         "db_bytes": sum(p.stat().st_size for p in (database, Path(f"{database}-wal"), Path(f"{database}-shm"))
-                        if p.exists()),
-        "newest_backup": max((p.stat().st_mtime for p in backups), default=None),
+                        if p.exists()) if here else None,
+        "newest_backup": newest_backup(Path(config["backup_dir"])) if here else None,
     }
 
 
@@ -274,35 +336,121 @@ def measure(config: dict, args: argparse.Namespace) -> dict:
     units, pids, memory = service_state(config)
     files = as_service_user(config, service_files, config, since)
     durations = files["durations"]
+    here = holds_database(config)
     disk = shutil.disk_usage(Path(config["database"]).parent)
     # Backups often live on a disk of their own; a full one stops the nightly backup.
+    # Where the database is elsewhere, so are its backups: their disk is measured there.
     backup_dir = Path(config["backup_dir"])
-    backup_disk = shutil.disk_usage(backup_dir) if backup_dir.is_dir() else disk
-    newest = files["newest_backup"]
+    backup_disk = (shutil.disk_usage(backup_dir) if backup_dir.is_dir() else disk) if here else None
     facts = read_json(facts_file(config))
     return {
         "checked_at": now.strftime("%Y-%m-%d %H:%M:%S"),
+        "kind": "app",
         "since": None if since.startswith("0000") else since,
-        "units": {u: {k: v.get(k) for k in ("ActiveState", "UnitFileState", "NRestarts")} for u, v in units.items()},
+        "units": unit_states(units),
         "health": [health(args.api_url), health(args.web_url)],
         "requests": len(durations),
         "request_ms_p95": p95(durations),
         "errors": files["errors"],
         "failed_logins": files["failed_logins"],
-        "database_mb": round(files["db_bytes"] / 1048576, 2),
-        "memory_mb": round(memory / 1048576, 1),
+        "database_mb": megabytes(files["db_bytes"]),
+        "memory_mb": megabytes(memory, 1),
         "cpu_percent": cpu_percent(pids) if pids else None,
-        "disk_percent": round(100 * disk.used / disk.total, 1),
-        "disk_free_mb": round(disk.free / 1048576),
-        "backup_disk_percent": round(100 * backup_disk.used / backup_disk.total, 1),
-        "backup_disk_free_mb": round(backup_disk.free / 1048576),
-        "newest_backup_age_hours": round((time.time() - newest) / 3600, 2) if newest else None,
+        **disk_figures(disk, "disk"),
+        **disk_figures(backup_disk, "backup_disk"),
+        "newest_backup_age_hours": age_hours(files["newest_backup"]),
+        "database_checked_on": None if here else config.get("db_host"),
         "release": facts.get("current"), "version": facts.get("version"),
         "history": facts.get("history", [])[:5],
     }
 
 
-def limits_from(args: argparse.Namespace) -> dict:
+def postgresql_figures(config: dict) -> tuple[dict, str | None]:
+    """What PostgreSQL says of itself, and None; or {} and why it could not be asked."""
+    try:
+        import psycopg  # noqa: PLC0415  (Debian's python3-psycopg: only the db host has it)
+    except ImportError as exc:
+        raise CheckError("python3-psycopg is missing: the db host's check reads PostgreSQL through it") from exc
+    try:
+        conn = psycopg.connect(dbname=config["db_name"], user="postgres", connect_timeout=10, autocommit=True)
+    except psycopg.Error as exc:
+        return {}, f"does not accept connections: {one_line(exc)}"
+    try:
+        with conn:
+            return read_postgresql(conn, config["db_name"]), None
+    except psycopg.Error as exc:
+        return {}, f"could not be measured: {one_line(exc)}"
+
+
+def one_line(exc: BaseException) -> str:
+    # libpq's messages run over several lines (with a hint); the report keeps one per finding.
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def read_postgresql(conn, db_name: str) -> dict:
+    def value(sql: str, *params):
+        return conn.execute(sql, params or None).fetchone()[0]
+
+    # A server that hangs must not hang the playbook that waits for this report.
+    conn.execute("SET statement_timeout = '10s'")
+    standbys = [row[0] for row in conn.execute("SELECT coalesce(state, 'unknown') FROM pg_stat_replication")]
+    return {
+        "database_bytes": value("SELECT pg_database_size(%s::name)", db_name),
+        # Sessions of clients, not the server's own workers; this check's own is left out,
+        # as it is gone the moment the report is printed.
+        "connections": value("SELECT count(*) FROM pg_stat_activity "
+                             "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()"),
+        "max_connections": int(value("SHOW max_connections")),
+        "data_directory": value("SHOW data_directory"),
+        "replication": replication_text(standbys),
+    }
+
+
+def replication_text(states: list[str]) -> str:
+    """The replication line from pg_stat_replication's states, one per standby."""
+    if not states:
+        return NO_REPLICATION
+    counted = ", ".join(f"{count} {state}" for state, count in sorted(collections.Counter(states).items()))
+    return f"{len(states)} standby{'s' if len(states) > 1 else ''}: {counted}"
+
+
+def percent(part: int | None, whole: int | None) -> float | None:
+    return round(100 * part / whole, 1) if part is not None and whole else None
+
+
+def measure_database(config: dict) -> dict:
+    """Every figure of the PostgreSQL host, nothing judged. A server that does not answer
+    leaves its own figures None and says why in postgresql_error; the disks and the
+    backups are measured all the same."""
+    now = datetime.now()
+    units = systemd([PG_UNIT])
+    pg, error = postgresql_figures(config)
+    data_dir = Path(pg.get("data_directory") or PG_DATA_DIR)
+    disk = shutil.disk_usage(data_dir) if data_dir.is_dir() else None
+    backup_dir = Path(config["backup_dir"])
+    backup_disk = shutil.disk_usage(backup_dir) if backup_dir.is_dir() else disk
+    return {
+        "checked_at": now.strftime("%Y-%m-%d %H:%M:%S"),
+        "kind": "database",
+        "units": unit_states(units),
+        "postgresql_error": error,
+        "database": config["db_name"],
+        "database_mb": megabytes(pg.get("database_bytes")),
+        "connections": pg.get("connections"),
+        "max_connections": pg.get("max_connections"),
+        "connections_percent": percent(pg.get("connections"), pg.get("max_connections")),
+        "data_directory": str(data_dir) if disk else None,
+        **disk_figures(disk, "disk"),
+        **disk_figures(backup_disk, "backup_disk"),
+        "newest_backup_age_hours": age_hours(newest_backup(backup_dir)),
+        "replication": pg.get("replication"),
+    }
+
+
+def limits_from(args: argparse.Namespace, kind: str = "app") -> dict:
+    if kind == "database":
+        return {"database_mb": args.max_db_mb, "connections_percent": args.max_connections_percent,
+                "disk_percent": args.max_disk_percent, "backup_age_hours": args.max_backup_age_hours}
     return {
         "response_ms": args.max_response_ms, "database_mb": args.max_db_mb, "memory_mb": args.max_memory_mb,
         "cpu_percent": args.max_cpu_percent, "disk_percent": args.max_disk_percent,
@@ -311,7 +459,8 @@ def limits_from(args: argparse.Namespace) -> dict:
     }
 
 
-# Report figure, the limit it is held to, and how a breach reads.
+# Report figure, the limit it is held to, and how a breach reads ({} the figure, {name}
+# any other figure of the report).
 FIGURE_LIMITS = (
     ("request_ms_p95", "response_ms", "p95 request time since the last check {} ms"),
     ("database_mb", "database_mb", "database is {} MB"),
@@ -322,27 +471,55 @@ FIGURE_LIMITS = (
     ("errors", "errors", "{} errors in errors.log since the last check"),
     ("failed_logins", "failed_logins", "{} failed logins since the last check"),
 )
+DATABASE_FIGURE_LIMITS = (
+    ("database_mb", "database_mb", "database is {} MB"),
+    ("connections_percent", "connections_percent",
+     "{} % of max_connections in use ({connections} of {max_connections})"),
+    ("disk_percent", "disk_percent", "data directory's disk is {} % used"),
+    ("backup_disk_percent", "disk_percent", "backup disk is {} % used"),
+)
 
 
 def judge(report: dict, limits: dict) -> list[str]:
     """The limits a measured report breaks, as sentences; [] when it keeps them all.
-    A limit of None is not checked; a figure of None (not measured) breaks nothing."""
+    A limit of None is not checked; a figure of None (not measured) breaks nothing,
+    except a missing backup on the host that keeps the backups."""
     breaches = [f"{unit} is {info['ActiveState']}" for unit, info in report["units"].items()
                 if info["ActiveState"] != "active"]
-    for item in report["health"]:
+    if report.get("kind") == "database":
+        if report["postgresql_error"]:
+            breaches.append(f"PostgreSQL {report['postgresql_error']}")
+        table = DATABASE_FIGURE_LIMITS
+    else:
+        breaches += health_breaches(report["health"], limits)
+        table = FIGURE_LIMITS
+    return breaches + figure_breaches(report, limits, table) + backup_breaches(report, limits)
+
+
+def health_breaches(health: list[dict], limits: dict) -> list[str]:
+    breaches = []
+    for item in health:
         if not item["ok"]:
             breaches.append(f"{item['url']} answered {item['status']}")
         elif item["ms"] > limits["response_ms"]:
             breaches.append(f"{item['url']} took {item['ms']} ms (limit {limits['response_ms']:g})")
-    for key, limit, text in FIGURE_LIMITS:
-        if limits[limit] is not None and report[key] is not None and report[key] > limits[limit]:
-            breaches.append(f"{text.format(report[key])} (limit {limits[limit]:g})")
+    return breaches
+
+
+def figure_breaches(report: dict, limits: dict, table: tuple) -> list[str]:
+    return [f"{text.format(report[key], **report)} (limit {limits[limit]:g})" for key, limit, text in table
+            if limits[limit] is not None and report[key] is not None and report[key] > limits[limit]]
+
+
+def backup_breaches(report: dict, limits: dict) -> list[str]:
+    if report.get("database_checked_on"):
+        return []  # the backups are kept, and checked, on the db host
     age = report["newest_backup_age_hours"]
     if age is None:
-        breaches.append("there is no backup")
-    elif age > limits["backup_age_hours"]:
-        breaches.append(f"newest backup is {age} h old (limit {limits['backup_age_hours']:g})")
-    return breaches
+        return ["there is no backup"]
+    if age > limits["backup_age_hours"]:
+        return [f"newest backup is {age} h old (limit {limits['backup_age_hours']:g})"]
+    return []
 
 
 def record(report: dict) -> None:
@@ -362,6 +539,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-cpu-percent", type=float, default=50)
     parser.add_argument("--max-disk-percent", type=float, default=80)
     parser.add_argument("--max-backup-age-hours", type=float, default=26)
+    parser.add_argument("--max-connections-percent", type=float, default=80)
     parser.add_argument("--max-errors", type=int, default=None)
     parser.add_argument("--max-failed-logins", type=int, default=None)
     parser.add_argument("--no-record", action="store_true")
@@ -372,14 +550,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         config = load_config()
-        report = measure(config, args)
+        kind = host_kind(config)
+        report = measure_database(config) if kind == "database" else measure(config, args)
     except (CheckError, OSError, ValueError) as exc:
         print(f"task-manager-check: {exc}", file=sys.stderr)
         return 1
-    limits = limits_from(args)
+    limits = limits_from(args, kind)
     report["limits"] = limits
     report["breaches"] = judge(report, limits)
-    if not args.no_record:
+    # The db host counts nothing from logs: there is no "since the last check" to keep.
+    if kind == "app" and not args.no_record:
         record(report)
     print(json.dumps(report, ensure_ascii=False))
     return 0
