@@ -26,7 +26,8 @@ check = load_script("task_manager_check", CHECK_SCRIPT)
 REPORT_KEYS = [
     "checked_at", "kind", "since", "units", "health", "requests", "request_ms_p95", "errors", "failed_logins",
     "database_mb", "memory_mb", "cpu_percent", "disk_percent", "disk_free_mb", "backup_disk_percent",
-    "backup_disk_free_mb", "newest_backup_age_hours", "database_checked_on", "release", "version", "history", "limits", "breaches",
+    "backup_disk_free_mb", "newest_backup_age_hours", "database_checked_on", "release", "version", "history",
+    "limits", "breaches",
 ]
 
 ACCESS = '2025-01-31 12:00:0{s},123 203.0.113.9 "{method} {path}" {status} {ms}ms 1234\n'

@@ -481,11 +481,23 @@ def _print_comparison(report: dict, as_json: bool) -> None:
 OTHER_DATABASE = "TASK_MANAGER_TARGET_DATABASE_URL"
 
 
+def _other(source_url: str | None, other_url: str | None, option: str) -> str:
+    """The other side: as given, or, when --from names the source, this app's own database
+    as its schema owner (the move to PostgreSQL: the settings already name the new one, and
+    no password passes through a command line)."""
+    if other_url:
+        return other_url
+    if source_url is None:
+        raise click.UsageError(f"give {option} (or set {OTHER_DATABASE}), or --from to use this app's own database")
+    return current_app.config["MIGRATION_DATABASE_URI"] or current_app.config["SQLALCHEMY_DATABASE_URI"]
+
+
 @click.command("copy-database")
 @click.option("--from", "source_url", default=None, metavar="URL", help=FROM_HELP)
-@click.option("--to", "target_url", required=True, envvar=OTHER_DATABASE, metavar="URL",
+@click.option("--to", "target_url", default=None, envvar=OTHER_DATABASE, metavar="URL",
               help=f"The empty, migrated database to fill (postgresql://...; or set {OTHER_DATABASE}, "
-                   "which keeps the password out of the process list).")
+                   "which keeps the password out of the process list). With --from, default: this app's "
+                   "own database, as its schema owner.")
 @click.option("--json", "as_json", is_flag=True,
               help='Print {"tables": {name: {"rows_source", "rows_target", "checksum_source", '
                    '"checksum_target", "equal"}}, "equal", "copied"}.')
@@ -499,6 +511,7 @@ def copy_database_command(source_url: str | None, target_url: str, as_json: bool
     that holds any row is refused: nothing is overwritten. Stop the API first.
     """
     tables, heads = _tables_and_heads()
+    target_url = _other(source_url, target_url, "--to")
     try:
         with _source(source_url) as source:
             report = dbcopy.copy(source, target_url, tables, heads)
@@ -511,13 +524,15 @@ def copy_database_command(source_url: str | None, target_url: str, as_json: bool
 
 @click.command("compare-database")
 @click.option("--from", "source_url", default=None, metavar="URL", help=FROM_HELP)
-@click.option("--with", "other_url", required=True, envvar=OTHER_DATABASE, metavar="URL",
-              help=f"The database to compare with (or set {OTHER_DATABASE}).")
+@click.option("--with", "other_url", default=None, envvar=OTHER_DATABASE, metavar="URL",
+              help=f"The database to compare with (or set {OTHER_DATABASE}). With --from, default: this "
+                   "app's own database.")
 @click.option("--json", "as_json", is_flag=True, help="Print the same JSON as copy-database, without \"copied\".")
 @database_command
 def compare_database_command(source_url: str | None, other_url: str, as_json: bool):
     """Compare every table's row count and checksum with another database (exit 0 when all equal)."""
     tables, heads = _tables_and_heads()
+    other_url = _other(source_url, other_url, "--with")
     with _source(source_url) as source:
         _print_comparison(dbcopy.compare_with(source, other_url, tables, heads), as_json)
 

@@ -187,6 +187,26 @@ def test_the_source_can_be_another_database_than_the_apps(app, client, other_dat
     assert bad.exit_code == 1 and "not a sqlite:/// or postgresql:// database URL" in bad.output
 
 
+def test_with_from_the_other_side_defaults_to_the_apps_own_database(app, client, other_database, tmp_path):
+    """The move to PostgreSQL: the settings name the new database; only the old one is given."""
+    _seed(app, client)
+    moved = create_app(make_config(tmp_path / "moved", **other_database())).test_cli_runner()
+    source_url = app.config["MIGRATION_DATABASE_URI"] or app.config["SQLALCHEMY_DATABASE_URI"]
+    result, report = _run(moved, "copy-database", "--from", source_url, "--json")
+    assert result.exit_code == 0, result.output
+    tasks = report["tables"]["tasks"]
+    assert report["copied"] is True and tasks["rows_target"] == tasks["rows_source"] > 0
+    result, report = _run(moved, "compare-database", "--from", source_url, "--json")
+    assert result.exit_code == 0 and report["equal"] is True
+
+
+def test_without_from_or_a_target_it_says_what_to_give(runner):
+    result = runner.invoke(args=["copy-database"])
+    assert result.exit_code == 2 and "give --to" in result.output
+    result = runner.invoke(args=["compare-database"])
+    assert result.exit_code == 2 and "give --with" in result.output
+
+
 def test_the_target_can_come_from_the_environment(runner, other_database, monkeypatch):
     monkeypatch.setenv("TASK_MANAGER_TARGET_DATABASE_URL", _target_url(other_database()))
     result = runner.invoke(args=["copy-database", "--json"])
