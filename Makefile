@@ -93,8 +93,12 @@ demo-destroy:  ## remove the demo host
 # ---- Benchmarks: figures from a deployed bench host (bench/, docs/benchmarks.md) ----
 BENCH_PY := $(abspath $(PY))
 BENCH_SMOKE_ENV := BENCH_HOST=task-manager-bench-smoke BENCH_PORT=18095 BENCH_RESULTS=$(abspath .cache/bench/smoke)
+# The same API and backup benchmarks with the database on PostgreSQL, on a second host.
+BENCH_PG_ENV := BENCH_HOST=task-manager-bench-pg BENCH_DB_HOST=task-manager-bench-pgdb BENCH_PORT=18092
+BENCH_PG_SMOKE_ENV := BENCH_HOST=task-manager-bench-smoke-pg BENCH_DB_HOST=task-manager-bench-smoke-pgdb \
+  BENCH_PORT=18097 BENCH_RESULTS=$(abspath .cache/bench/smoke)
 
-.PHONY: bench bench-deploy bench-api bench-update bench-drills bench-backup bench-report bench-smoke bench-destroy
+.PHONY: bench bench-deploy bench-api bench-update bench-drills bench-backup bench-postgresql bench-report bench-smoke bench-destroy
 
 bench-deploy: venv test-image  ## time a first deploy, a no-op run and an update (new bench host)
 	$(BENCH_PY) bench/deploy_time.py
@@ -106,17 +110,23 @@ bench-drills: venv test-image  ## kill, corrupt, fill the disk, hostile input: w
 	$(BENCH_PY) bench/fault_drills.py
 bench-backup: venv test-image  ## database size at 100,000 tasks; a 100 MB backup under write load
 	$(BENCH_PY) bench/db_backup.py
+bench-postgresql: venv test-image  ## the API and backup benchmarks again, the database on PostgreSQL (two hosts)
+	@set -e; trap '$(BENCH_PG_ENV) $(BENCH_PY) bench/benchlib.py destroy' EXIT; \
+	for s in api_load db_backup; do $(BENCH_PG_ENV) $(BENCH_PY) bench/$$s.py; done
 bench-report: venv  ## rewrite docs/benchmarks.md from bench/results/
 	$(BENCH_PY) bench/report.py
 
-bench: bench-deploy bench-api bench-update bench-drills bench-backup bench-report  ## every benchmark (about 10 min), then the report
+bench: bench-deploy bench-api bench-update bench-drills bench-backup bench-postgresql bench-report  ## every benchmark (about 15 min), then the report
 
 bench-smoke: venv test-image  ## a few seconds of each benchmark on its own host: they keep working (part of `make test`)
 	rm -rf .cache/bench/smoke
-	@set -e; trap '$(BENCH_SMOKE_ENV) $(BENCH_PY) bench/benchlib.py destroy' EXIT; \
+	@set -e; trap '$(BENCH_SMOKE_ENV) $(BENCH_PY) bench/benchlib.py destroy; \
+	  $(BENCH_PG_SMOKE_ENV) $(BENCH_PY) bench/benchlib.py destroy' EXIT; \
 	for s in deploy_time api_load update_downtime fault_drills db_backup; do \
 	  $(BENCH_SMOKE_ENV) $(BENCH_PY) bench/$$s.py --smoke; \
 	done; \
+	$(BENCH_SMOKE_ENV) $(BENCH_PY) bench/benchlib.py destroy; \
+	for s in api_load db_backup; do $(BENCH_PG_SMOKE_ENV) $(BENCH_PY) bench/$$s.py --smoke; done; \
 	$(BENCH_SMOKE_ENV) $(BENCH_PY) bench/report.py --out .cache/bench/smoke/benchmarks.md
 
 bench-destroy:  ## remove the bench host

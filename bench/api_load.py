@@ -146,7 +146,8 @@ def main() -> int:
     ], smoke=args.smoke, method={
         "concurrency_levels": levels, "seconds_per_step": seconds, "tasks_in_listed_account": list_tasks,
         "page": "100 tasks a page, pages 1-5 in turn", "load_generator": "Python threads, keep-alive, on this machine",
-        "path": "127.0.0.1 -> podman port -> nginx -> systemd socket -> gunicorn (4 sync workers) -> SQLite (WAL)",
+        "path": "127.0.0.1 -> podman port -> nginx -> systemd socket -> gunicorn (4 sync workers) -> " + (
+            "PostgreSQL 15 on a second host (TLS, a pool per worker)" if b.ENGINE == "postgresql" else "SQLite (WAL)"),
     })
     if failures:
         b.log(f"{failures} requests failed or were not 2xx")

@@ -34,6 +34,13 @@ BASELINE_PORT = WEB_PORT + 1
 BACKUP_MOUNT = "/opt/task-manager/shared/backups"
 BACKUP_FS_SIZE = os.environ.get("BENCH_BACKUP_FS_SIZE", "1g")
 ON_HOST = "/usr/local/lib/task-manager-bench/on_host.py"
+# Set, the bench runs the app on PostgreSQL on this second host (a db group of one),
+# both hosts on a podman network of their own: the same scripts, the same harness.
+DB_HOST_NAME = os.environ.get("BENCH_DB_HOST", "")
+ENGINE = "postgresql" if DB_HOST_NAME else "sqlite"
+NETWORK = f"{HOST_NAME}-net"
+# on_host.py reads PostgreSQL through the release's own driver (psycopg, in its venv).
+ON_HOST_PYTHON = "/opt/task-manager/current/venv/bin/python" if DB_HOST_NAME else "python3"
 PASSWORD = "bench-password-1"  # a throwaway account on a throwaway host
 
 
@@ -77,9 +84,14 @@ def host_exec(*argv: str, check: bool = True, input: str | None = None) -> subpr
     return podman("exec", "-i", HOST_NAME, *argv, check=check, input=input)
 
 
+def database_host_exec(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    """On the host that holds the database (and takes its backups)."""
+    return podman("exec", "-i", DB_HOST_NAME or HOST_NAME, *argv, check=check)
+
+
 def on_host(*args: str) -> dict:
     """Run bench/on_host.py inside the host and return its JSON answer."""
-    return json.loads(host_exec("python3", ON_HOST, *args).stdout)
+    return json.loads(host_exec(ON_HOST_PYTHON, ON_HOST, *args).stdout)
 
 
 def host_exists() -> bool:
@@ -87,15 +99,21 @@ def host_exists() -> bool:
 
 
 def destroy_host() -> None:
-    _run([str(ROOT / "scripts" / "test-host.py"), "destroy", HOST_NAME], env=_env())
+    pair = [DB_HOST_NAME, "--network", NETWORK] if DB_HOST_NAME else []
+    _run([str(ROOT / "scripts" / "test-host.py"), "destroy", HOST_NAME, *pair], env=_env())
 
 
 def create_host() -> None:
-    """A bare host: systemd running, nothing deployed (scripts/test-host.py, the one test-host definition)."""
+    """A bare host (and its db host): systemd running, nothing deployed (scripts/test-host.py,
+    the one test-host definition). The backups get a tmpfs where they are taken."""
     destroy_host()
+    network = [f"--network={NETWORK}"] if DB_HOST_NAME else []
+    backups = [f"--tmpfs={BACKUP_MOUNT}:{BACKUP_FS_SIZE}"]
+    if DB_HOST_NAME:
+        _run([str(ROOT / "scripts" / "test-host.py"), "create", DB_HOST_NAME, *network, *backups], env=_env())
     _run([str(ROOT / "scripts" / "test-host.py"), "create", HOST_NAME,
           f"--publish={LOOPBACK}:{WEB_PORT}:8080", f"--publish={LOOPBACK}:{BASELINE_PORT}:8081",
-          f"--tmpfs={BACKUP_MOUNT}:{BACKUP_FS_SIZE}"], env=_env())
+          *network, *([] if DB_HOST_NAME else backups)], env=_env())
 
 
 def install_helper() -> None:
@@ -121,7 +139,10 @@ def inventory() -> Path:
         "          web_auth_rate: 100000r/s\n          web_auth_burst: 100000\n"
         # Likewise the API's per-address limits on failed sign-ins and registrations.
         "          app_service_extra_env:\n"
-        "            {LOGIN_FREE_FAILURES_PER_CLIENT: 1000000, REGISTER_MAX_PER_CLIENT: 1000000}\n")
+        "            {LOGIN_FREE_FAILURES_PER_CLIENT: 1000000, REGISTER_MAX_PER_CLIENT: 1000000}\n"
+        + (f"    db:\n      hosts:\n        {DB_HOST_NAME}:\n"
+           f"          ansible_connection: containers.podman.podman\n          ansible_host: {DB_HOST_NAME}\n"
+           if DB_HOST_NAME else ""))
     return hosts
 
 
@@ -363,13 +384,15 @@ def emit(name: str, title: str, sections: list[dict], *, smoke: bool, method: di
 
     A section is {"title", "columns", "rows", "note"?}.
     """
-    print(f"\n== {title}{' (smoke run)' if smoke else ''}")
+    print(f"\n== {title}{' on PostgreSQL' if ENGINE == 'postgresql' else ''}{' (smoke run)' if smoke else ''}")
     for section in sections:
         print(f"\n-- {section['title']}")
         print(table(section["columns"], section["rows"]))
         if section.get("note"):
             print(section["note"])
-    record = {"name": name, "title": title, "smoke": smoke,
+    if ENGINE == "postgresql":  # beside the SQLite figures in the report, never in their place
+        name, title = f"{name}_postgresql", f"{title}, on PostgreSQL"
+    record = {"name": name, "title": title, "smoke": smoke, "engine": ENGINE,
               "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
               "machine": machine(), "method": method, "sections": sections}
     path = results_dir() / f"{name}.json"
@@ -383,8 +406,8 @@ def verdict(ok: bool) -> str:
 
 
 if __name__ == "__main__":
-    # python bench/benchlib.py destroy: remove the bench host (BENCH_HOST)
+    # python bench/benchlib.py destroy: remove the bench host (BENCH_HOST, and BENCH_DB_HOST)
     if sys.argv[1:] != ["destroy"]:
         raise SystemExit("usage: benchlib.py destroy")
     destroy_host()
-    print(f"removed {HOST_NAME}")
+    print(f"removed {HOST_NAME} {DB_HOST_NAME}".strip())

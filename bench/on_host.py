@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""The benchmarks' hands on the bench host (copied there and run as root; stdlib only).
+"""The benchmarks' hands on the bench host (copied there and run as root; stdlib only,
+but for psycopg when the app runs on PostgreSQL: then it runs with the release's venv).
 
 on_host.py memory [UNIT]            PSS and RSS of every process of a systemd unit
 on_host.py seed USER COUNT [BYTES]  give USER exactly COUNT or more tasks (direct SQL, as the service user)
-on_host.py grow USER MEGABYTES      add 1 KB tasks to USER until the database file is that large
+on_host.py grow USER MEGABYTES      add 1 KB tasks to USER until the database is that large
 on_host.py dbsize                   the database's size
 on_host.py count USER               USER's tasks
 on_host.py baseline up|down         the minimal WSGI app behind a copy of the nginx site
@@ -65,6 +66,75 @@ def as_service_user() -> None:
     os.setuid(user.pw_uid)
 
 
+LAYOUT = Path("/etc/task-manager/layout.json")
+DATABASE_ENV = Path("/etc/task-manager/database.env")
+
+
+def postgresql() -> bool:
+    return json.loads(LAYOUT.read_text(encoding="utf-8")).get("database_engine") == "postgresql"
+
+
+def postgresql_url() -> str:
+    """The API's own URL (its role may write rows), read before privileges are dropped."""
+    for line in DATABASE_ENV.read_text(encoding="utf-8").splitlines():
+        if line.startswith("DATABASE_URL="):
+            return line.partition("=")[2]
+    raise SystemExit(f"no DATABASE_URL in {DATABASE_ENV}")
+
+
+def sqlite_text(value):
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+class Database:
+    """The app's database, SQLite or PostgreSQL, behind one small interface: SQL with ? placeholders."""
+
+    def __init__(self):
+        self.pg = postgresql()
+        if self.pg:
+            import psycopg  # noqa: PLC0415  (in the release's venv)
+
+            self.conn = psycopg.connect(postgresql_url())
+        else:
+            as_service_user()
+            self.conn = sqlite3.connect(DB, timeout=30)
+            self.conn.execute("PRAGMA busy_timeout = 30000")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+
+    def execute(self, sql: str, params=()):
+        return self.conn.execute(sql.replace("?", "%s") if self.pg else sql, params)
+
+    def insert_many(self, sql: str, rows: list[tuple]) -> None:
+        if self.pg:
+            with self.conn.cursor() as cursor:
+                cursor.executemany(sql.replace("?", "%s"), rows)
+        else:  # SQLite stores what SQLAlchemy writes: ISO text
+            self.conn.executemany(sql, [tuple(sqlite_text(v) for v in row) for row in rows])
+        self.conn.commit()
+
+    def size(self) -> dict:
+        tasks = self.execute("SELECT count(*) FROM tasks").fetchone()[0]
+        if self.pg:
+            size = self.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+            return {"database_bytes": size, "tasks": tasks}
+        pages = self.execute("PRAGMA page_count").fetchone()[0]
+        page_size = self.execute("PRAGMA page_size").fetchone()[0]
+        wal = Path(f"{DB}-wal")
+        return {"database_bytes": pages * page_size, "file_bytes": DB.stat().st_size,
+                "wal_bytes": wal.stat().st_size if wal.exists() else 0, "tasks": tasks}
+
+    def settle(self) -> None:
+        """SQLite: everything into the main file (its size is then the database's)."""
+        if not self.pg:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def close(self) -> None:
+        self.conn.commit()
+        self.conn.close()
+
+
 def connect() -> sqlite3.Connection:
     conn = sqlite3.connect(DB, timeout=30)
     conn.execute("PRAGMA busy_timeout = 30000")
@@ -103,35 +173,20 @@ def add_tasks(conn, uid: int, count: int, description_bytes: int) -> None:
             )
         )
         if len(batch) == 5000 or i == count - 1:
-            with conn:
-                conn.executemany(
-                    "INSERT INTO tasks (user_id, title, description, status, priority, due_date, created_at,"
-                    " updated_at, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [
-                        (*b[:5], b[5] and b[5].isoformat(), *(v and v.strftime("%Y-%m-%d %H:%M:%S.%f") for v in b[6:]))
-                        for b in batch
-                    ],
-                )
+            conn.insert_many(
+                "INSERT INTO tasks (user_id, title, description, status, priority, due_date, created_at,"
+                " updated_at, completed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                batch,
+            )
             batch.clear()
 
 
 def db_size() -> dict:
-    conn = sqlite3.connect(f"file:{DB}?mode=ro", uri=True)
+    db = Database()
     try:
-        pages, page_size = (
-            conn.execute("PRAGMA page_count").fetchone()[0],
-            conn.execute("PRAGMA page_size").fetchone()[0],
-        )
-        tasks = conn.execute("SELECT count(*) FROM tasks").fetchone()[0]
+        return db.size()
     finally:
-        conn.close()
-    wal = Path(f"{DB}-wal")
-    return {
-        "database_bytes": pages * page_size,
-        "file_bytes": DB.stat().st_size,
-        "wal_bytes": wal.stat().st_size if wal.exists() else 0,
-        "tasks": tasks,
-    }
+        db.close()
 
 
 def unit_pids(unit: str) -> list[int]:
@@ -233,32 +288,30 @@ def main(argv: list[str]) -> dict:
     if command == "dbsize":
         return db_size()
     if command == "count":
-        conn = sqlite3.connect(f"file:{DB}?mode=ro", uri=True)
-        return {
-            "tasks": conn.execute(
-                "SELECT count(*) FROM tasks t JOIN users u ON u.id = t.user_id WHERE u.username = ?", (args[0],)
-            ).fetchone()[0]
-        }
+        db = Database()
+        try:
+            return {"tasks": db.execute("SELECT count(*) FROM tasks t JOIN users u ON u.id = t.user_id "
+                                        "WHERE u.username = ?", (args[0],)).fetchone()[0]}
+        finally:
+            db.close()
     if command == "seed":
-        as_service_user()
-        conn = connect()
-        uid = user_id(conn, args[0])
-        have = conn.execute("SELECT count(*) FROM tasks WHERE user_id = ?", (uid,)).fetchone()[0]
+        db = Database()
+        uid = user_id(db, args[0])
+        have = db.execute("SELECT count(*) FROM tasks WHERE user_id = ?", (uid,)).fetchone()[0]
         want = int(args[1])
         if have < want:
-            add_tasks(conn, uid, want - have, int(args[2]) if len(args) > 2 else 80)
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.close()
+            add_tasks(db, uid, want - have, int(args[2]) if len(args) > 2 else 80)
+        db.settle()
+        db.close()
         return {"user_id": uid, "added": max(0, want - have), **db_size()}
     if command == "grow":
-        as_service_user()
-        conn = connect()
-        uid = user_id(conn, args[0])
+        db = Database()
+        uid = user_id(db, args[0])
         target = int(float(args[1]) * 1048576)
-        while db_size()["database_bytes"] < target:
-            add_tasks(conn, uid, 5000, 1000)
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.close()
+        while db.size()["database_bytes"] < target:
+            add_tasks(db, uid, 5000, 1000)
+        db.settle()
+        db.close()
         return db_size()
     if command == "baseline":
         return baseline(args[0])
