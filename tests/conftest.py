@@ -10,7 +10,10 @@ import os
 import pwd
 import sqlite3
 import sys
+import time
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BACKUP_SCRIPT = ROOT / "roles" / "backup" / "files" / "task-manager-backup.py"
@@ -72,3 +75,30 @@ def task_count(path: Path) -> int:
 def current_account() -> tuple[str, str]:
     """The user and group this test runs as: the commands' drop to the service user is then a no-op."""
     return pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+
+
+def write_backup_manifest(backups: Path, kind: str, hours_old: float) -> None:
+    """A set's manifest in backups/<kind>/, as old as asked (what the checks read is its age)."""
+    (backups / kind).mkdir(exist_ok=True)
+    manifest = backups / kind / f"backup_{kind}_{hours_old}.json"
+    manifest.write_text("{}", encoding="utf-8")
+    when = time.time() - hours_old * 3600
+    os.utime(manifest, (when, when))
+
+
+# A real PostgreSQL 15 cluster, the app tests' own (initdb in a temporary directory).
+pgcluster = load_script("pgcluster", ROOT / "app" / "tests" / "pgcluster.py")
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """Started once for the session, with the schema owner's and the API's roles; removed at the end."""
+    try:
+        made = pgcluster.Cluster()
+    except pgcluster.ClusterError as exc:
+        pytest.fail(str(exc))
+    made.init()
+    made.start()
+    made.setup_roles()
+    yield made
+    made.destroy()

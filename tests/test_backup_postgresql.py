@@ -10,10 +10,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from conftest import BACKUP_SCRIPT, ROOT, current_account, load_script
+from conftest import BACKUP_SCRIPT, current_account, load_script, pgcluster
 
 backup = load_script("task_manager_backup_pg", BACKUP_SCRIPT)
-pgcluster = load_script("pgcluster", ROOT / "app" / "tests" / "pgcluster.py")
 OWNER, API = pgcluster.OWNER, pgcluster.API
 DB = "task_manager"
 SCHEMA = (
@@ -26,22 +25,10 @@ SCHEMA = (
 )
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    try:
-        made = pgcluster.Cluster()
-    except pgcluster.ClusterError as exc:
-        pytest.fail(str(exc))
-    made.init()
-    made.start()
-    made.setup_roles()
-    yield made
-    made.destroy()
-
-
 @pytest.fixture
-def host(cluster, tmp_path, monkeypatch):
+def host(pg_cluster, tmp_path, monkeypatch):
     """A db host: the task manager's database as deploy.yml makes it, the layout saying it is here."""
+    cluster = pg_cluster
     cluster.drop_database(DB)
     cluster.sql(f"CREATE DATABASE {DB} OWNER {OWNER} TEMPLATE template0")
     cluster.sql(*pgcluster.API_GRANTS, f"REVOKE ALL ON DATABASE {DB} FROM PUBLIC",

@@ -13,12 +13,11 @@ import os
 import shutil
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import CHECK_SCRIPT, current_account, load_script, make_database
+from conftest import CHECK_SCRIPT, current_account, load_script, make_database, write_backup_manifest
 
 check = load_script("task_manager_check", CHECK_SCRIPT)
 
@@ -261,11 +260,7 @@ class Host:
         self.urls = ["--api-url", server + "/health", "--web-url", server + "/health"]
 
     def backup_set(self, kind: str, hours_old: float) -> None:
-        (self.backups / kind).mkdir(exist_ok=True)
-        manifest = self.backups / kind / f"backup_{kind}_{hours_old}.json"
-        manifest.write_text("{}", encoding="utf-8")
-        when = time.time() - hours_old * 3600
-        os.utime(manifest, (when, when))
+        write_backup_manifest(self.backups, kind, hours_old)
 
 
 @pytest.fixture

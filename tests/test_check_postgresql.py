@@ -12,15 +12,13 @@ import os
 import re
 import shutil
 import sys
-import time
 
 import psycopg
 import pytest
 
-from conftest import CHECK_SCRIPT, ROOT, current_account, load_script
+from conftest import CHECK_SCRIPT, current_account, load_script, pgcluster, write_backup_manifest
 
 check = load_script("task_manager_check_pg", CHECK_SCRIPT)
-pgcluster = load_script("pgcluster", ROOT / "app" / "tests" / "pgcluster.py")
 OWNER, API = pgcluster.OWNER, pgcluster.API
 DB = "task_manager"
 UNIT = "postgresql@15-main.service"
@@ -39,19 +37,14 @@ USAGE = collections.namedtuple("usage", "total used free")
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    try:
-        made = pgcluster.Cluster()
-    except pgcluster.ClusterError as exc:
-        pytest.fail(str(exc))
-    made.init()
-    made.start()
-    made.setup_roles()
+def cluster(pg_cluster):
+    made = pg_cluster
+    made.drop_database(DB)
     made.sql(f"CREATE DATABASE {DB} OWNER {OWNER} TEMPLATE template0", f"GRANT CONNECT ON DATABASE {DB} TO {API}")
     made.sql("CREATE TABLE tasks (id serial PRIMARY KEY, title text NOT NULL)",
              "INSERT INTO tasks (title) SELECT 'task ' || n FROM generate_series(1, 500) n", database=DB, role=OWNER)
     yield made
-    made.destroy()
+    made.drop_database(DB)
 
 
 class DbHost:
@@ -92,11 +85,7 @@ class DbHost:
         return self.disks.get(str(path), USAGE(1000 << 20, 500 << 20, 500 << 20))
 
     def backup_set(self, kind: str, hours_old: float) -> None:
-        (self.backups / kind).mkdir(exist_ok=True)
-        manifest = self.backups / kind / f"backup_{kind}_{hours_old}.json"
-        manifest.write_text("{}", encoding="utf-8")
-        when = time.time() - hours_old * 3600
-        os.utime(manifest, (when, when))
+        write_backup_manifest(self.backups, kind, hours_old)
 
     @contextlib.contextmanager
     def sessions(self, count: int):

@@ -352,34 +352,34 @@ def create(config: dict, kind: str, label: str | None) -> dict:
     require_dir(database.parent, "the instance directory")
     if not database.exists():
         raise NoDatabase(f"no database at {database}: nothing to back up yet")
+    return take_set(
+        config, kind, label, room=lambda: room_for(database, backup_dir),
+        build=lambda stamp, scratch: build_set(config, database, kind, stamp, scratch),
+        describe={"engine": "sqlite", "database": str(database), "integrity": "ok", **release_info(config)})
+
+
+def take_set(config: dict, kind: str, label: str | None, *, room, build, describe: dict) -> dict:
+    """One set, either engine: room checked under the lock, built and verified in a scratch
+    directory, then moved into backups/<kind>/ with its manifest last."""
+    backup_dir = Path(config["backup_dir"])
     target_dir = backup_dir / kind
     stamp = new_stamp()
     os.umask(0o077)
     with locked(backup_dir):
-        room_for(database, backup_dir)
+        room()
         target_dir.mkdir(exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=backup_dir))
         try:
-            files, facts = build_set(config, database, kind, stamp, scratch)
+            files, facts = build(stamp, scratch)
             manifest = {
-                "kind": kind,
-                "label": label,
-                "created_at": utc_now(),
-                "stamp": stamp,
-                "engine": "sqlite",
-                "database": str(database),
-                "integrity": "ok",
-                "encrypted": bool(config.get("encrypt")),
-                **release_info(config),
-                **facts,
+                "kind": kind, "label": label, "created_at": utc_now(), "stamp": stamp, **describe,
+                "encrypted": bool(config.get("encrypt")), **facts,
                 "files": {f.name: {"sha256": sha256(f), "bytes": f.stat().st_size} for f in files},
             }
             write_set(scratch, target_dir, files, manifest, (backup_dir, target_dir))
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-    manifest["manifest"] = str(target_dir / f"backup_{stamp}.json")
-    manifest["dir"] = str(target_dir)
-    return manifest
+    return {**manifest, "manifest": str(target_dir / f"backup_{stamp}.json"), "dir": str(target_dir)}
 
 
 def manifests(config: dict, kind: str | None = None) -> list[dict]:
@@ -420,18 +420,23 @@ def prune(config: dict, dry_run: bool) -> list[str]:
     return removed
 
 
-def check_set(config: dict, entry: dict, source: str, scratch: Path) -> Path:
-    """A verified, decrypted candidate database file built from one backup set."""
+def set_file(entry: dict, prefix: str, what: str) -> Path:
+    """The set's file whose name starts with prefix, once every file's sha256 matches the manifest."""
     directory = Path(entry["dir"])
     for name, meta in entry.get("files", {}).items():
         path = directory / name
         if not path.exists() or sha256(path) != meta["sha256"]:
             raise BackupError(f"{path} is missing or does not match its manifest")
-    names = list(entry.get("files", {}))
-    pick = next((n for n in names if n.startswith("task_manager_" if source == "db" else "dump_")), None)
+    pick = next((n for n in entry.get("files", {}) if n.startswith(prefix)), None)
     if pick is None:
-        raise BackupError(f"set {entry['stamp']} has no {source} file")
-    plain = decrypt(config, directory / pick, scratch)
+        raise BackupError(f"set {entry['stamp']} has no {what}")
+    return directory / pick
+
+
+def check_set(config: dict, entry: dict, source: str, scratch: Path) -> Path:
+    """A verified, decrypted candidate database file built from one backup set."""
+    chosen = set_file(entry, "task_manager_" if source == "db" else "dump_", f"{source} file")
+    plain = decrypt(config, chosen, scratch)
     candidate = scratch / "candidate.db"
     candidate.unlink(missing_ok=True)
     if source == "db":
@@ -665,15 +670,7 @@ def pg_api_sessions(config: dict) -> int:
 
 def pg_check_set(config: dict, entry: dict, scratch: Path, name: str) -> dict:
     """The set's sums checked and its dump restored into `name`: that database's counts."""
-    directory = Path(entry["dir"])
-    for file_name, meta in entry.get("files", {}).items():
-        path = directory / file_name
-        if not path.exists() or sha256(path) != meta["sha256"]:
-            raise BackupError(f"{path} is missing or does not match its manifest")
-    pick = next((n for n in entry.get("files", {}) if n.startswith("task_manager_")), None)
-    if pick is None:
-        raise BackupError(f"set {entry['stamp']} has no dump")
-    loaded = pg_load(config, decrypt(config, directory / pick, scratch), name)
+    loaded = pg_load(config, decrypt(config, set_file(entry, "task_manager_", "dump"), scratch), name)
     expected = {key: entry.get(key) for key in loaded}
     if loaded != expected:
         raise BackupError(f"set {entry['stamp']} restores {loaded}, its manifest says {expected}")
@@ -730,27 +727,11 @@ def pg_swap(config: dict, restored: str, safety: str | None, stamp: str) -> str 
 
 
 def pg_create(config: dict, kind: str, label: str | None) -> dict:
-    backup_dir = Path(config["backup_dir"])
-    target_dir = backup_dir / kind
-    stamp = new_stamp()
-    os.umask(0o077)
-    with locked(backup_dir):
-        pg_room_for(config, backup_dir)
-        target_dir.mkdir(exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(prefix=".tmp-", dir=backup_dir))
-        try:
-            files, facts = pg_build_set(config, kind, stamp, scratch)
-            manifest = {
-                "kind": kind, "label": label, "created_at": utc_now(), "stamp": stamp,
-                "engine": "postgresql", "database": f"{config['db_name']} on {config.get('db_host') or 'this host'}",
-                "integrity": "ok", "encrypted": bool(config.get("encrypt")), "release": None, "revision": None,
-                **facts,
-                "files": {f.name: {"sha256": sha256(f), "bytes": f.stat().st_size} for f in files},
-            }
-            write_set(scratch, target_dir, files, manifest, (backup_dir, target_dir))
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return {**manifest, "manifest": str(target_dir / f"backup_{stamp}.json"), "dir": str(target_dir)}
+    return take_set(
+        config, kind, label, room=lambda: pg_room_for(config, Path(config["backup_dir"])),
+        build=lambda stamp, scratch: pg_build_set(config, kind, stamp, scratch),
+        describe={"engine": "postgresql", "database": f"{config['db_name']} on {config.get('db_host') or 'this host'}",
+                  "integrity": "ok", "release": None, "revision": None})
 
 
 def pg_restore(config: dict, selector: str, kind: str | None) -> dict:
