@@ -13,6 +13,7 @@ from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine, MetaData, create_engine, event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from .config import APPLICATION_NAME, engine_of
@@ -28,7 +29,25 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
-db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING_CONVENTION))
+class Database(SQLAlchemy):
+    """Flask-SQLAlchemy, whose end-of-request cleanup survives a database that went away."""
+
+    def _teardown_session(self, exc: BaseException | None) -> None:
+        # The response is made by now. When PostgreSQL restarts between the last statement
+        # and this ROLLBACK, the rollback fails on a dead connection: that must not turn the
+        # answer into a 500. The connection is discarded instead (the pool opens a new one).
+        try:
+            super()._teardown_session(exc)
+        except DBAPIError as error:
+            if not error.connection_invalidated and not isinstance(error, OperationalError | InterfaceError):
+                raise
+            current_app.logger.warning("Discarded a connection the database closed: %s",
+                                       " ".join(str(getattr(error, "orig", None) or error).split()))
+            self.session.registry().invalidate()
+            self.session.registry.clear()
+
+
+db = Database(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate()
 jwt = JWTManager()
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")

@@ -112,6 +112,26 @@ def test_a_postgresql_restart_is_503_then_recovers_without_an_api_restart(app, p
     assert "Database error" in errors and "Traceback" not in errors
 
 
+def test_a_connection_closed_after_the_answer_is_made_does_not_turn_it_into_a_500(app, api, pg_cluster):
+    """PostgreSQL restarting between a request's last statement and its end-of-request
+    ROLLBACK: the answer stays what it was, and the next request gets a new connection."""
+    task = api.task(title="kept")
+
+    def close_this_connection_from_the_server(response):
+        # As a restart does: the server ends the session whose transaction is still open.
+        pid = db.session.scalar(text("SELECT pg_backend_pid()"))
+        pg_cluster.sql("SELECT pg_terminate_backend(%s)", params=(pid,))
+        return response
+
+    # Added straight to the hooks: the app has served requests already.
+    app.after_request_funcs.setdefault(None, []).append(close_this_connection_from_the_server)
+    listed = api.get("/api/tasks")
+    assert listed.status_code == 200
+    assert [t["title"] for t in listed.get_json()["tasks"]] == [task["title"]]
+    app.after_request_funcs[None].remove(close_this_connection_from_the_server)
+    assert api.get("/api/tasks").status_code == 200
+
+
 # ---- check-db ----
 
 
