@@ -213,18 +213,27 @@ def unit_pids(unit: str) -> list[int]:
     return found
 
 
+def read_rollups(pids: list[int]) -> str:
+    """The processes' smaps_rollup. The service runs in a user namespace of its own
+    (PrivateUsers=yes), where only a process inside may read them: the reading joins it
+    (nsenter). A process in ours (the minimal app) is read as its own user instead."""
+    paths = [f"/proc/{pid}/smaps_rollup" for pid in pids]
+    joined = subprocess.run(["nsenter", "-t", str(pids[0]), "-U", "cat", *paths],
+                            capture_output=True, text=True, check=False)
+    if joined.stdout:
+        return joined.stdout
+    return subprocess.run(["setpriv", "--reuid=task-manager", "--regid=task-manager", "--init-groups", "cat", *paths],
+                          capture_output=True, text=True, check=False).stdout
+
+
 def memory_of(pids: list[int]) -> dict:
     pss = rss = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                key, _, rest = line.partition(":")
-                if key == "Pss":
-                    pss += int(rest.split()[0]) * 1024
-                elif key == "Rss":
-                    rss += int(rest.split()[0]) * 1024
-        except OSError:
-            continue
+    for line in read_rollups(pids).splitlines() if pids else []:
+        key, _, rest = line.partition(":")
+        if key == "Pss":
+            pss += int(rest.split()[0]) * 1024
+        elif key == "Rss":
+            rss += int(rest.split()[0]) * 1024
     return {"processes": len(pids), "pss_bytes": pss, "rss_bytes": rss}
 
 
@@ -281,10 +290,7 @@ def main(argv: list[str]) -> dict:
     command, args = argv[0], argv[1:]
     if command == "memory":
         unit = args[0] if args else "task-manager.service"
-        pids = unit_pids(unit)
-        # Without CAP_SYS_PTRACE only the processes' own user may read their smaps.
-        as_service_user()
-        return memory_of(pids)
+        return memory_of(unit_pids(unit))
     if command == "dbsize":
         return db_size()
     if command == "count":
