@@ -160,3 +160,15 @@ def test_an_app_host_of_a_postgresql_deployment_says_where_backups_are_taken(hos
     status, _, err = run(capsys, "create")
     assert status == 1
     assert "the database is postgresql on tm-db: its backups are taken and restored there" in err
+
+
+def test_a_safety_set_taken_before_a_restore_is_never_what_latest_names(host, capsys):
+    chosen = json.loads(run(capsys, "create")[1])
+    host.cluster.sql("DELETE FROM tasks", database=DB)
+    status, out, err = run(capsys, "create", "--kind", "safety", "--label", "before restore of latest")
+    assert status == 0, err
+    assert json.loads(out)["dir"].endswith("/safety")
+    status, out, err = run(capsys, "restore", "latest")
+    assert status == 0, err
+    assert json.loads(out)["stamp"] == chosen["stamp"]
+    assert counts(host.cluster) == (2, 7)

@@ -844,7 +844,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("selector", nargs="?", default=None, help="restore: latest, latest-good, a stamp or a manifest")
     parser.add_argument("--from", dest="source", choices=("db", "dump"), default="db",
                         help="restore: from the database copy (default) or the SQL dump")
-    parser.add_argument("--kind", choices=KINDS, default=None)
+    parser.add_argument("--kind", choices=PRUNED_KINDS, default=None,
+                        help="safety: a copy kept aside (restore.yml takes one), never chosen by latest")
     parser.add_argument("--label", default=None, help="free text kept in the manifest (for example the release)")
     parser.add_argument("--json", action="store_true", help="list: print JSON")
     parser.add_argument("--dry-run", action="store_true", help="prune: say what would go, remove nothing")
