@@ -281,13 +281,17 @@ def room_for(database: Path, backup_dir: Path) -> None:
     if wal.exists():
         size += wal.stat().st_size
     # The copy, the dump loaded back to verify it, and the compressed dump, plus a margin.
-    needed = 2 * size + size // 2 + 16 * 1048576
-    free = shutil.disk_usage(backup_dir).free
+    require_room(backup_dir, size, 2 * size + size // 2 + 16 * 1048576)
+
+
+def require_room(where: Path, size: int, needed: int) -> None:
+    """Refuse before writing anything when `needed` bytes do not fit in `where`."""
+    free = shutil.disk_usage(where).free
     if free < needed:
         raise BackupError(
-            f"not enough space in {backup_dir}: {free // 1048576} MB free, a backup of this "
-            f"{size // 1048576} MB database needs about {needed // 1048576} MB. Free space there "
-            "(maintenance.yml prunes old sets) or move backup_dir to a larger disk")
+            f"not enough space in {where}: {free // 1048576} MB free, a backup of this "
+            f"{size // 1048576} MB database needs about {needed // 1048576} MB there. Free space "
+            "(maintenance.yml prunes old sets) or move it to a larger disk")
 
 
 def utc_now() -> str:
@@ -631,13 +635,8 @@ def pg_room_for(config: dict, backup_dir: Path) -> None:
         data_dir = conn.execute("SELECT setting FROM pg_settings WHERE name = 'data_directory'").fetchone()[0]
     # The dump (at most the database's size) and a margin in the backup directory; the
     # scratch database the dump is verified in, beside the live one.
-    for where, needed in ((backup_dir, size + 16 * 1048576), (Path(data_dir), size + 64 * 1048576)):
-        free = shutil.disk_usage(where).free
-        if free < needed:
-            raise BackupError(
-                f"not enough space in {where}: {free // 1048576} MB free, a backup of this "
-                f"{size // 1048576} MB database needs about {needed // 1048576} MB there. Free space "
-                "(maintenance.yml prunes old sets) or move it to a larger disk")
+    require_room(backup_dir, size, size + 16 * 1048576)
+    require_room(Path(data_dir), size, size + 64 * 1048576)
 
 
 def pg_build_set(config: dict, kind: str, stamp: str, scratch: Path) -> tuple[list[Path], dict]:
