@@ -85,10 +85,10 @@ test-molecule: venv test-image  ## every Molecule scenario, two at a time (each 
 molecule-%: venv test-image  ## one scenario: make molecule-default
 	$(BIN)/molecule test -s $*
 
-demo: venv test-image  ## the whole system on this machine: http://127.0.0.1:8080 (demo_user / demo_password)
+demo: venv test-image  ## the whole system on this machine: http://127.0.0.1:8080 (demo_user / demo_password); TOPOLOGY=cluster for lb + 2 app + db
 	scripts/demo.sh up
 
-demo-destroy:  ## remove the demo host
+demo-destroy:  ## remove the demo host(s)
 	scripts/demo.sh down
 
 # ---- Benchmarks: figures from a deployed bench host (bench/, docs/benchmarks.md) ----

@@ -63,7 +63,11 @@ def condition(task: dict) -> str:
     when = task.get("when")
     if when is None:
         return ""
-    text = " and ".join(str(w) for w in when) if isinstance(when, list) else str(when)
+    if isinstance(when, list):
+        # Ansible ands the items: one holding an `or` keeps its own parentheses.
+        text = " and ".join(f"({w})" if " or " in str(w) and len(when) > 1 else str(w) for w in when)
+    else:
+        text = str(when)
     return f" *(when `{' '.join(text.split())}`)*"
 
 

@@ -3,11 +3,12 @@
 # browser tests, podman/runc/debootstrap for the Molecule test hosts, sqlite3 for checks,
 # postgresql (15, with libpq5 for the psycopg driver) for the app tests, which start a
 # throwaway cluster of their own with its initdb and pg_ctl (app/tests/pgcluster.py);
-# podman's dnsname plugin, so the hosts of a multi-host scenario reach each other by name.
+# podman's dnsname plugin, so the hosts of a multi-host scenario reach each other by name;
+# HAProxy, which tests/test_load_balancer.py runs in front of two local servers.
 set -euo pipefail
 
 packages=(chromium fonts-ipafont-gothic sqlite3 postgresql libpq5 podman runc debootstrap uidmap slirp4netns
-  golang-github-containernetworking-plugin-dnsname)
+  golang-github-containernetworking-plugin-dnsname haproxy)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

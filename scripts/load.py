@@ -2,12 +2,18 @@
 """A bounded load generator that counts every answer, for the multi-host scenarios.
 
     load.py --url=http://127.0.0.1:PORT/PATH [--token=JWT] [--seconds=10] [--concurrency=4]
-            [--max-requests=20000]
+            [--max-requests=20000] [--write-every=N --title-prefix=P] [--health-every=N]
+            [--stop-file=PATH]
 
-Sends GET requests from a few threads until the time or the request budget is spent,
-then prints JSON: {"total", "by_status": {"200": n, ...}, "errors" (no HTTP answer at
-all), "error_kinds", "last_status", "seconds"}. Only 127.0.0.1 is accepted: test
-traffic goes to ports published on this machine's loopback, nowhere else.
+Sends GET requests from a few threads until the time or the request budget is spent, or
+the stop file appears (a runbook's step is over). With --write-every, every Nth request
+of a thread creates a task instead (POST /api/tasks, a unique title); with
+--health-every, every Nth asks /health and counts the releases that answered. Prints
+JSON: {"total", "by_status": {"200": n, ...}, "errors" (no HTTP answer at all),
+"error_kinds", "failed" (errors and answers other than 2xx), "last_status", "seconds",
+"longest_gap_s" (the longest time without a good answer), "written" (titles created),
+"writes_failed", "releases": {"<release> on <schema revision>": n}}. Only 127.0.0.1 is
+accepted: test traffic goes to ports published on this machine's loopback, nowhere else.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import sys
 import threading
 import time
@@ -27,15 +34,24 @@ LOOPBACK = "127.0.0.1"
 class Load:
     """The counters the threads share."""
 
-    def __init__(self, port: int, path: str, headers: dict, seconds: float, max_requests: int):
+    def __init__(self, port: int, path: str, headers: dict, seconds: float, max_requests: int, *,
+                 write_every: int = 0, health_every: int = 0, title_prefix: str = "load",
+                 stop_file: str | None = None):
         self.port, self.path, self.headers, self.max_requests = port, path, headers, max_requests
+        self.write_every, self.health_every, self.title_prefix = write_every, health_every, title_prefix
+        self.stop_file = stop_file
         self.statuses: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
+        self.releases: Counter[str] = Counter()
+        self.written: list[str] = []
+        self.writes_failed = 0
         self.lock = threading.Lock()
         self.last_status: int | None = None
         self.sent = 0
         self.started = time.monotonic()
         self.deadline = self.started + seconds
+        self.last_good = self.started
+        self.longest_gap = 0.0
 
     def _take(self) -> bool:
         with self.lock:
@@ -44,29 +60,67 @@ class Load:
             self.sent += 1
             return True
 
+    def _running(self) -> bool:
+        return time.monotonic() < self.deadline and not (self.stop_file and os.path.exists(self.stop_file))
+
     def _record(self, outcome: str | None, error: str | None) -> None:
         with self.lock:
+            now = time.monotonic()
             if outcome is not None:
                 self.statuses[outcome] += 1
             else:
                 self.errors[error] += 1
+            if outcome is not None and outcome.startswith("2"):
+                self.longest_gap = max(self.longest_gap, now - self.last_good)
+                self.last_good = now
             self.last_status = int(outcome) if outcome else None
 
-    def worker(self) -> None:
+    def _request(self, conn, thread: int, number: int) -> tuple[str, str, bytes | None]:
+        if self.write_every and number % self.write_every == 0:
+            title = f"{self.title_prefix}-{thread}-{number}"
+            body = json.dumps({"title": title}).encode()
+            headers = {**self.headers, "Content-Type": "application/json"}
+            conn.request("POST", "/api/tasks", body=body, headers=headers)
+            return "write", title, body
+        if self.health_every and number % self.health_every == 1:
+            conn.request("GET", "/health", headers=self.headers)
+            return "health", "", None
+        conn.request("GET", self.path, headers=self.headers)
+        return "read", "", None
+
+    def worker(self, thread: int = 0) -> None:
         conn = None
-        while time.monotonic() < self.deadline and self._take():
+        number = 0
+        while self._running() and self._take():
+            number += 1
+            kind, title = "read", ""
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=10)
-                conn.request("GET", self.path, headers=self.headers)
+                kind, title, _ = self._request(conn, thread, number)
                 response = conn.getresponse()
-                response.read()
+                payload = response.read()
                 self._record(str(response.status), None)
+                if kind == "write":
+                    with self.lock:
+                        if response.status == 201:
+                            self.written.append(title)
+                        else:
+                            self.writes_failed += 1
+                elif kind == "health" and response.status == 200:
+                    answer = json.loads(payload)
+                    # Which release answered, on which schema (the revision shows to a signed-in caller).
+                    release = f"{answer.get('release', '?')} on {answer.get('schema_revision', '?')}"
+                    with self.lock:
+                        self.releases[release] += 1
                 if response.getheader("Connection", "").lower() == "close":
                     conn.close()
                     conn = None
-            except (OSError, http.client.HTTPException) as exc:
+            except (OSError, http.client.HTTPException, ValueError) as exc:
                 self._record(None, type(exc).__name__)
+                if kind == "write":
+                    with self.lock:
+                        self.writes_failed += 1
                 if conn is not None:
                     conn.close()
                 conn = None
@@ -74,13 +128,20 @@ class Load:
             time.sleep(0.01)
 
     def answer(self) -> dict:
+        good = sum(n for status, n in self.statuses.items() if status.startswith("2"))
+        total = sum(self.statuses.values()) + sum(self.errors.values())
         return {
-            "total": sum(self.statuses.values()) + sum(self.errors.values()),
+            "total": total,
             "by_status": dict(self.statuses),
             "errors": sum(self.errors.values()),
             "error_kinds": dict(self.errors),
+            "failed": total - good,
             "last_status": self.last_status,
             "seconds": round(time.monotonic() - self.started, 1),
+            "longest_gap_s": round(max(self.longest_gap, time.monotonic() - self.last_good), 2),
+            "written": self.written,
+            "writes_failed": self.writes_failed,
+            "releases": dict(self.releases),
         }
 
 
@@ -91,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--max-requests", type=int, default=20_000)
+    parser.add_argument("--write-every", type=int, default=0)
+    parser.add_argument("--health-every", type=int, default=0)
+    parser.add_argument("--title-prefix", default="load")
+    parser.add_argument("--stop-file")
     args = parser.parse_args(argv)
     url = urlsplit(args.url)
     if url.scheme != "http" or url.hostname != LOOPBACK or not url.port:
@@ -99,8 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.token:
         headers["Authorization"] = f"Bearer {args.token}"
     load = Load(url.port, url.path + (f"?{url.query}" if url.query else ""), headers, args.seconds,
-                args.max_requests)
-    threads = [threading.Thread(target=load.worker) for _ in range(args.concurrency)]
+                args.max_requests, write_every=args.write_every, health_every=args.health_every,
+                title_prefix=args.title_prefix, stop_file=args.stop_file)
+    threads = [threading.Thread(target=load.worker, args=(n,)) for n in range(args.concurrency)]
     for thread in threads:
         thread.start()
     for thread in threads:

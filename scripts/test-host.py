@@ -6,7 +6,7 @@ A test host is a podman container of the Debian 12 test-host image
 molecule/containers.conf, and nothing else in common: what differs (published ports,
 a network, a small file system, a hosts entry) is an argument. Answers in JSON.
 
-    test-host.py create NAME [--publish 127.0.0.1:HOST:CONTAINER]... [--network NET]
+    test-host.py create NAME [--publish 127.0.0.1:HOST:CONTAINER]... [--network NET [--ip ADDR]]
                              [--tmpfs PATH:SIZE]... [--add-host NAME:IP]... [--command CMD]
     test-host.py destroy NAME... [--network NET]
     test-host.py image
@@ -15,6 +15,7 @@ a network, a small file system, a hosts entry) is an argument. Answers in JSON.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import shlex
@@ -55,9 +56,12 @@ def _publish(value: str) -> str:
     return value
 
 
-def _ensure_network(name: str) -> None:
+def _ensure_network(name: str, ip: str | None = None) -> None:
     if podman("network", "exists", name, check=False).returncode != 0:
-        podman("network", "create", name)
+        # A host with an address of its own keeps it when stopped and started again, as a
+        # server does: its network is the /24 around that address.
+        subnet = ["--subnet", str(ipaddress.ip_network(f"{ip}/24", strict=False))] if ip else []
+        podman("network", "create", *subnet, name)
 
 
 def running(name: str) -> bool:
@@ -81,12 +85,14 @@ def create(args: argparse.Namespace) -> dict:
     if not running(args.name):
         podman("rm", "-f", args.name, check=False)
         if args.network:
-            _ensure_network(args.network)
+            _ensure_network(args.network, args.ip)
         argv = ["run", "-d", "--name", args.name, "--hostname", args.name, "--systemd=always"]
         for port in args.publish:
             argv += ["-p", port]
         if args.network:
             argv += ["--network", args.network]
+        if args.ip:
+            argv += ["--ip", args.ip]
         for mount in args.tmpfs:
             path, _, size = mount.partition(":")
             argv += ["--mount", f"type=tmpfs,destination={path},tmpfs-size={size or '64m'},tmpfs-mode=0700"]
@@ -116,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("name")
     c.add_argument("--publish", action="append", default=[], type=_publish)
     c.add_argument("--network")
+    c.add_argument("--ip", help="the host's own address on --network (kept across a stop and a start)")
     c.add_argument("--tmpfs", action="append", default=[], help="PATH:SIZE, a small file system of its own")
     c.add_argument("--add-host", action="append", default=[], help="NAME:IP, a hosts entry")
     c.add_argument("--command", default=INIT, help=f"PID 1 (default {INIT}: systemd)")
