@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the Debian 12 test-host image once and cache it (see docs/architecture.md, "Test hosts"):
-# debootstrap a minimal root file system with systemd, import it into podman.
+# debootstrap a minimal root file system with systemd (and sshd with sudo, so that a
+# scenario can reach a host as real servers are reached), import it into podman.
 # The tag carries a hash of this script, so a change here builds a new image.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ trap 'rm -rf "$rootfs"' EXIT
 
 echo "building $image from $mirror (about a minute)" >&2
 debootstrap --variant=minbase \
-  --include=systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,iproute2,procps \
+  --include=systemd,systemd-sysv,dbus,python3,python3-apt,ca-certificates,iproute2,procps,openssh-server,sudo \
   bookworm "$rootfs" "$mirror" >/dev/null
 
 cat > "$rootfs/etc/apt/sources.list" <<SOURCES

@@ -7,6 +7,7 @@ molecule/containers.conf, and nothing else in common: what differs (published po
 a network, a small file system, a hosts entry) is an argument. Answers in JSON.
 
     test-host.py create NAME [--publish 127.0.0.1:HOST:CONTAINER]... [--network NET [--ip ADDR]]
+                             [--ssh-key PUBLIC_KEY_FILE]
                              [--tmpfs PATH:SIZE]... [--add-host NAME:IP]... [--command CMD]
     test-host.py destroy NAME... [--network NET]
     test-host.py image
@@ -103,7 +104,29 @@ def create(args: argparse.Namespace) -> dict:
     if args.command != INIT:
         # A host without systemd as PID 1 (preflight must refuse it): nothing to wait for.
         return {"name": args.name, "created": created, "systemd": None}
-    return {"name": args.name, "created": created, "systemd": wait_for_systemd(args.name)}
+    state = wait_for_systemd(args.name)
+    if args.ssh_key:
+        add_ssh_user(args.name, Path(args.ssh_key))
+    return {"name": args.name, "created": created, "systemd": state,
+            "ssh_user": SSH_USER if args.ssh_key else None}
+
+
+SSH_USER = "deploy"
+# The user a real server gives Ansible: a login of its own, the key, sudo without a password.
+SSH_SETUP = f"""set -eu
+id {SSH_USER} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {SSH_USER}
+install -d -m 0700 -o {SSH_USER} -g {SSH_USER} /home/{SSH_USER}/.ssh
+cat > /home/{SSH_USER}/.ssh/authorized_keys
+chown {SSH_USER}:{SSH_USER} /home/{SSH_USER}/.ssh/authorized_keys
+chmod 0600 /home/{SSH_USER}/.ssh/authorized_keys
+echo '{SSH_USER} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/{SSH_USER}
+chmod 0440 /etc/sudoers.d/{SSH_USER}
+"""
+
+
+def add_ssh_user(name: str, public_key: Path) -> None:
+    subprocess.run(["podman", "exec", "-i", name, "sh", "-c", SSH_SETUP], input=public_key.read_text(),
+                   check=True, text=True, capture_output=True, env=_env())
 
 
 def destroy(args: argparse.Namespace) -> dict:
@@ -125,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--ip", help="the host's own address on --network (kept across a stop and a start)")
     c.add_argument("--tmpfs", action="append", default=[], help="PATH:SIZE, a small file system of its own")
     c.add_argument("--add-host", action="append", default=[], help="NAME:IP, a hosts entry")
+    c.add_argument("--ssh-key", help=f"a public key file: user {SSH_USER} logs in with it and has sudo")
     c.add_argument("--command", default=INIT, help=f"PID 1 (default {INIT}: systemd)")
     d = sub.add_parser("destroy", help="remove hosts (and their network)")
     d.add_argument("names", nargs="+")
