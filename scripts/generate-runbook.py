@@ -234,7 +234,8 @@ def render() -> str:
         out += render_playbook(entry, section, english)
     out += ["## 共通の設定 (The contract between the roles)", "",
             "Defined once in `playbooks/group_vars/all/contract.yml`, read by every role, overridable in an",
-            "inventory's group_vars; the layout is also written to the host for the shipped commands.", "",
+            "inventory's group_vars of a group (not its group_vars/all, which the contract outranks); the layout",
+            "is also written to the host for the shipped commands.", "",
             *contract_table(), ""]
     return "\n".join(out).rstrip() + "\n"
 
