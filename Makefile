@@ -98,8 +98,12 @@ BENCH_SMOKE_ENV := BENCH_HOST=task-manager-bench-smoke BENCH_PORT=18095 BENCH_RE
 BENCH_PG_ENV := BENCH_HOST=task-manager-bench-pg BENCH_DB_HOST=task-manager-bench-pgdb BENCH_PORT=18092
 BENCH_PG_SMOKE_ENV := BENCH_HOST=task-manager-bench-smoke-pg BENCH_DB_HOST=task-manager-bench-smoke-pgdb \
   BENCH_PORT=18086 BENCH_RESULTS=$(abspath .cache/bench/smoke)
+# A cluster: HAProxy, two app hosts and PostgreSQL, the lb alone on a published port.
+BENCH_CLUSTER_ENV := BENCH_HOST=task-manager-bench-c-app1 BENCH_APP2_HOST=task-manager-bench-c-app2 \
+  BENCH_LB_HOST=task-manager-bench-c-lb BENCH_DB_HOST=task-manager-bench-c-db BENCH_PORT=18097
 
-.PHONY: bench bench-deploy bench-api bench-update bench-drills bench-backup bench-postgresql bench-report bench-smoke bench-destroy
+.PHONY: bench bench-deploy bench-api bench-update bench-drills bench-backup bench-postgresql bench-cluster bench-report \
+  bench-smoke bench-destroy
 
 bench-deploy: venv test-image  ## time a first deploy, a no-op run and an update (new bench host)
 	$(BENCH_PY) bench/deploy_time.py
@@ -114,10 +118,13 @@ bench-backup: venv test-image  ## database size at 100,000 tasks; a 100 MB backu
 bench-postgresql: venv test-image  ## the API and backup benchmarks again, the database on PostgreSQL (two hosts)
 	@set -e; trap '$(BENCH_PG_ENV) $(BENCH_PY) bench/benchlib.py destroy' EXIT; \
 	for s in api_load db_backup; do $(BENCH_PG_ENV) $(BENCH_PY) bench/$$s.py; done
+bench-cluster: venv test-image  ## two app hosts vs one through HAProxy, and a rolling update under load (four hosts)
+	@set -e; trap '$(BENCH_CLUSTER_ENV) $(BENCH_PY) bench/benchlib.py destroy' EXIT; \
+	$(BENCH_CLUSTER_ENV) $(BENCH_PY) bench/cluster_load.py
 bench-report: venv  ## rewrite docs/benchmarks.md from bench/results/
 	$(BENCH_PY) bench/report.py
 
-bench: bench-deploy bench-api bench-update bench-drills bench-backup bench-postgresql bench-report  ## every benchmark (about 15 min), then the report
+bench: bench-deploy bench-api bench-update bench-drills bench-backup bench-postgresql bench-cluster bench-report  ## every benchmark (about 25 min), then the report
 
 bench-smoke: venv test-image  ## a few seconds of each benchmark on its own host: they keep working (part of `make test`)
 	rm -rf .cache/bench/smoke
@@ -130,5 +137,7 @@ bench-smoke: venv test-image  ## a few seconds of each benchmark on its own host
 	for s in api_load db_backup; do $(BENCH_PG_SMOKE_ENV) $(BENCH_PY) bench/$$s.py --smoke; done; \
 	$(BENCH_SMOKE_ENV) $(BENCH_PY) bench/report.py --out .cache/bench/smoke/benchmarks.md
 
-bench-destroy:  ## remove the bench host
+bench-destroy:  ## remove the bench hosts
 	$(BENCH_PY) bench/benchlib.py destroy
+	$(BENCH_PG_ENV) $(BENCH_PY) bench/benchlib.py destroy
+	$(BENCH_CLUSTER_ENV) $(BENCH_PY) bench/benchlib.py destroy

@@ -38,6 +38,13 @@ ON_HOST = "/usr/local/lib/task-manager-bench/on_host.py"
 # both hosts on a podman network of their own: the same scripts, the same harness.
 DB_HOST_NAME = os.environ.get("BENCH_DB_HOST", "")
 ENGINE = "postgresql" if DB_HOST_NAME else "sqlite"
+# Set too (with BENCH_DB_HOST), the bench is a cluster: HAProxy on its own host, which
+# alone publishes the web port, and a second app host (BENCH_HOST is the first).
+LB_HOST_NAME = os.environ.get("BENCH_LB_HOST", "")
+APP2_HOST_NAME = os.environ.get("BENCH_APP2_HOST", "")
+CLUSTER = bool(LB_HOST_NAME)
+if CLUSTER and not (DB_HOST_NAME and APP2_HOST_NAME):
+    raise SystemExit("BENCH_LB_HOST needs BENCH_APP2_HOST and BENCH_DB_HOST: a cluster is lb, two app hosts and db")
 NETWORK = f"{HOST_NAME}-net"
 # on_host.py reads PostgreSQL through the release's own driver (psycopg, in its venv).
 ON_HOST_PYTHON = "/opt/task-manager/current/venv/bin/python" if DB_HOST_NAME else "python3"
@@ -84,6 +91,14 @@ def host_exec(*argv: str, check: bool = True, input: str | None = None) -> subpr
     return podman("exec", "-i", HOST_NAME, *argv, check=check, input=input)
 
 
+def lb_exec(*argv: str, check: bool = True) -> dict:
+    """task-manager-lb on the cluster's lb host (state, drain HOST, admit HOST): its JSON answer."""
+    answer = podman("exec", "-i", LB_HOST_NAME, "/usr/local/sbin/task-manager-lb", *argv, check=False)
+    if check and answer.returncode != 0:
+        raise RuntimeError(f"task-manager-lb {' '.join(argv)}: {answer.stdout}{answer.stderr}")
+    return json.loads(answer.stdout)
+
+
 def database_host_exec(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
     """On the host that holds the database (and takes its backups)."""
     return podman("exec", "-i", DB_HOST_NAME or HOST_NAME, *argv, check=check)
@@ -98,9 +113,14 @@ def host_exists() -> bool:
     return podman("container", "exists", HOST_NAME, check=False).returncode == 0
 
 
+def other_hosts() -> list[str]:
+    """The bench's hosts beside BENCH_HOST: its db host, and a cluster's second app host and lb."""
+    return [name for name in (DB_HOST_NAME, APP2_HOST_NAME, LB_HOST_NAME) if name]
+
+
 def destroy_host() -> None:
-    pair = [DB_HOST_NAME, "--network", NETWORK] if DB_HOST_NAME else []
-    _run([str(ROOT / "scripts" / "test-host.py"), "destroy", HOST_NAME, *pair], env=_env())
+    others = [*other_hosts(), "--network", NETWORK] if DB_HOST_NAME else []
+    _run([str(ROOT / "scripts" / "test-host.py"), "destroy", HOST_NAME, *others], env=_env())
 
 
 def create_host() -> None:
@@ -109,10 +129,16 @@ def create_host() -> None:
     destroy_host()
     network = [f"--network={NETWORK}"] if DB_HOST_NAME else []
     backups = [f"--tmpfs={BACKUP_MOUNT}:{BACKUP_FS_SIZE}"]
+    create = [str(ROOT / "scripts" / "test-host.py"), "create"]
     if DB_HOST_NAME:
-        _run([str(ROOT / "scripts" / "test-host.py"), "create", DB_HOST_NAME, *network, *backups], env=_env())
-    _run([str(ROOT / "scripts" / "test-host.py"), "create", HOST_NAME,
-          f"--publish={LOOPBACK}:{WEB_PORT}:8080", f"--publish={LOOPBACK}:{BASELINE_PORT}:8081",
+        _run([*create, DB_HOST_NAME, *network, *backups], env=_env())
+    if CLUSTER:
+        # The app hosts answer only the lb (nginx refuses any other peer): only the lb publishes.
+        _run([*create, APP2_HOST_NAME, *network], env=_env())
+        _run([*create, HOST_NAME, *network], env=_env())
+        _run([*create, LB_HOST_NAME, f"--publish={LOOPBACK}:{WEB_PORT}:8080", *network], env=_env())
+        return
+    _run([*create, HOST_NAME, f"--publish={LOOPBACK}:{WEB_PORT}:8080", f"--publish={LOOPBACK}:{BASELINE_PORT}:8081",
           *network, *([] if DB_HOST_NAME else backups)], env=_env())
 
 
@@ -122,27 +148,35 @@ def install_helper() -> None:
         podman("cp", str(BENCH / name), f"{HOST_NAME}:{Path(ON_HOST).parent / name}")
 
 
+def _inventory_host(name: str) -> str:
+    return f"        {name}:\n          ansible_connection: containers.podman.podman\n          ansible_host: {name}\n"
+
+
 def inventory() -> Path:
-    """The bench host's inventory: the demo settings (group_vars) for this one host."""
+    """The bench's inventory: the demo settings (group_vars) for the bench's hosts."""
     directory = CACHE / f"inventory-{HOST_NAME}"
     directory.mkdir(parents=True, exist_ok=True)
     link = directory / "group_vars"
+    settings = ROOT / "inventories" / ("demo-cluster" if CLUSTER else "demo") / "group_vars"
+    if link.is_symlink() and link.resolve() != settings.resolve():
+        link.unlink()
     if not link.is_symlink():
-        link.symlink_to(ROOT / "inventories" / "demo" / "group_vars")
-    hosts = directory / "hosts.yml"
-    hosts.write_text(
-        "# Written by bench/benchlib.py: the bench host, deployed with the demo settings.\n"
-        f"all:\n  children:\n    task_manager:\n      hosts:\n        {HOST_NAME}:\n"
-        f"          ansible_connection: containers.podman.podman\n          ansible_host: {HOST_NAME}\n"
+        link.symlink_to(settings)
+    app_settings = (
         # The load generator is one client address: nginx's per-address limit on
         # /api/auth/ would measure itself instead of sign-in.
         "          web_auth_rate: 100000r/s\n          web_auth_burst: 100000\n"
         # Likewise the API's per-address limits on failed sign-ins and registrations.
         "          app_service_extra_env:\n"
-        "            {LOGIN_FREE_FAILURES_PER_CLIENT: 1000000, REGISTER_MAX_PER_CLIENT: 1000000}\n"
-        + (f"    db:\n      hosts:\n        {DB_HOST_NAME}:\n"
-           f"          ansible_connection: containers.podman.podman\n          ansible_host: {DB_HOST_NAME}\n"
-           if DB_HOST_NAME else ""))
+        "            {LOGIN_FREE_FAILURES_PER_CLIENT: 1000000, REGISTER_MAX_PER_CLIENT: 1000000}\n")
+    app_hosts = [HOST_NAME, *([APP2_HOST_NAME] if CLUSTER else [])]
+    hosts = directory / "hosts.yml"
+    hosts.write_text(
+        "# Written by bench/benchlib.py: the bench's hosts, deployed with the demo settings.\n"
+        "all:\n  children:\n"
+        + (f"    lb:\n      hosts:\n{_inventory_host(LB_HOST_NAME)}" if CLUSTER else "")
+        + "    task_manager:\n      hosts:\n" + "".join(_inventory_host(h) + app_settings for h in app_hosts)
+        + (f"    db:\n      hosts:\n{_inventory_host(DB_HOST_NAME)}" if DB_HOST_NAME else ""))
     return hosts
 
 
@@ -384,13 +418,14 @@ def emit(name: str, title: str, sections: list[dict], *, smoke: bool, method: di
 
     A section is {"title", "columns", "rows", "note"?}.
     """
-    print(f"\n== {title}{' on PostgreSQL' if ENGINE == 'postgresql' else ''}{' (smoke run)' if smoke else ''}")
+    on_postgresql = ENGINE == "postgresql" and not CLUSTER
+    print(f"\n== {title}{' on PostgreSQL' if on_postgresql else ''}{' (smoke run)' if smoke else ''}")
     for section in sections:
         print(f"\n-- {section['title']}")
         print(table(section["columns"], section["rows"]))
         if section.get("note"):
             print(section["note"])
-    if ENGINE == "postgresql":  # beside the SQLite figures in the report, never in their place
+    if on_postgresql:  # beside the SQLite figures in the report, never in their place
         name, title = f"{name}_postgresql", f"{title}, on PostgreSQL"
     record = {"name": name, "title": title, "smoke": smoke, "engine": ENGINE,
               "measured_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
@@ -406,8 +441,8 @@ def verdict(ok: bool) -> str:
 
 
 if __name__ == "__main__":
-    # python bench/benchlib.py destroy: remove the bench host (BENCH_HOST, and BENCH_DB_HOST)
+    # python bench/benchlib.py destroy: remove the bench's hosts (BENCH_HOST and the others set)
     if sys.argv[1:] != ["destroy"]:
         raise SystemExit("usage: benchlib.py destroy")
     destroy_host()
-    print(f"removed {HOST_NAME} {DB_HOST_NAME}".strip())
+    print(f"removed {' '.join([HOST_NAME, *other_hosts()])}")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import benchlib as b
 
-ORDER = ["api_load", "api_load_postgresql", "db_backup", "db_backup_postgresql", "update_downtime", "deploy_time",
-         "fault_drills"]
+ORDER = ["api_load", "api_load_postgresql", "db_backup", "db_backup_postgresql", "update_downtime", "cluster_load",
+         "deploy_time", "fault_drills"]
 # What the figures mean and what would move them: words, never figures (those come from runs).
 READING = {
     "api_load": (
@@ -38,6 +38,12 @@ READING = {
         "and are answered late, not refused. Removing the gap would take a second instance (or gunicorn's USR2 "
         "re-exec) behind nginx, started before the old one stops."
     ),
+    "cluster_load": (
+        "each request crosses HAProxy and then nginx on an app host, and every host here shares the same cores, "
+        "so one app host serves about as much as two: the second host's gain is availability (an update, a crash "
+        "or a drain costs no request), which the update's row counts. On separate machines the second host "
+        "would add its own cores."
+    ),
     "db_backup": (
         "the backup copies in one step (one read snapshot), so writes keep going while it runs; they slow down "
         "because the copy, the integrity check and the dump share the same two cores. The backups on the bench "
@@ -48,6 +54,7 @@ COMMANDS = {
     "api_load": "make bench-api", "db_backup": "make bench-backup", "update_downtime": "make bench-update",
     "deploy_time": "make bench-deploy", "fault_drills": "make bench-drills",
     "api_load_postgresql": "make bench-postgresql", "db_backup_postgresql": "make bench-postgresql",
+    "cluster_load": "make bench-cluster",
 }
 
 

@@ -367,11 +367,36 @@ def test_restore_latest_puts_the_newest_set_back_and_keeps_a_safety_copy(host, d
     safety = json.loads(Path(result["safety_copy"]).read_text(encoding="utf-8"))
     assert safety["kind"] == "safety" and newest["stamp"] in safety["label"]
     kept = Path(result["safety_copy"]).parent / f"task_manager_{safety['stamp']}.db"
+    assert result["safety_database"] == str(kept)  # what the reports name: the damaged database's copy
     assert fingerprint(kept) == before == safety["files"][kept.name]["sha256"]
     assert (Path(result["safety_copy"]).parent / f"task_manager_{safety['stamp']}.db-wal").read_bytes() == b"stale"
     # A safety copy is never itself the "latest" set.
     assert all(m["kind"] != "safety" for m in backup.select_sets(host.config, "latest", None))
     assert not list(db.parent.glob(".restore-*"))
+
+
+def test_verify_checks_the_set_restore_would_use_and_touches_nothing(host, db, capsys):
+    older = create(capsys, "--kind", "daily")
+    add_tasks(db, 2)
+    newer = create(capsys, "--kind", "daily")
+    add_tasks(db, 1)
+    before, files_before = fingerprint(db), host.files()
+    for source in ("db", "dump"):
+        status, out, err = run(capsys, "verify", "latest", "--from", source)
+        assert status == 0, err
+        done = json.loads(out)
+        assert (done["stamp"], done["source"], done["tasks"], done["skipped"]) == (newer["stamp"], source, 7, [])
+    copy = Path(newer["dir"]) / f"task_manager_{newer['stamp']}.db"
+    copy.write_bytes(copy.read_bytes()[:-10])
+    status, _, err = run(capsys, "verify", "latest")
+    assert status == 1 and "does not match its manifest" in err
+    status, out, err = run(capsys, "verify", "latest-good")
+    assert status == 0, err
+    assert (json.loads(out)["stamp"], json.loads(out)["tasks"]) == (older["stamp"], 5)
+    assert fingerprint(db) == before
+    assert host.files() == files_before
+    assert not list(db.parent.glob(".verify-*"))
+    assert run(capsys, "verify")[0] == 2  # a selector is required
 
 
 def test_restore_a_named_set_from_its_dump(host, db, capsys):
@@ -390,7 +415,7 @@ def test_restore_into_an_instance_without_a_database(host, db, capsys):
     db.unlink()
     status, out, _ = run(capsys, "restore", "latest")
     assert status == 0
-    assert json.loads(out)["safety_copy"] is None
+    assert (json.loads(out)["safety_copy"], json.loads(out)["safety_database"]) == (None, None)
     assert task_count(db) == 5
 
 
@@ -539,8 +564,10 @@ def test_encrypted_sets_restore_and_a_wrong_passphrase_is_refused(short_host, ca
     host.key_file.write_text("a wrong passphrase\n", encoding="utf-8")
     add_tasks(db, 1)
     before, files_before = fingerprint(db), host.files()
+    status, _, err = run(capsys, "verify", "latest")
+    assert status == 1 and f"cannot be decrypted with the passphrase in {host.key_file}: a wrong passphrase" in err
     status, _, err = run(capsys, "restore", "latest")
-    assert status == 1 and "FAILED" in err
+    assert status == 1 and f"cannot be decrypted with the passphrase in {host.key_file}: a wrong passphrase" in err
     status, _, err = run(capsys, "restore", "latest-good")
     assert status == 3 and "no backup set passes its checks" in err
     assert fingerprint(db) == before

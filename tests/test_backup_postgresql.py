@@ -104,6 +104,8 @@ def test_restore_brings_every_row_back_and_keeps_what_it_replaced(host, capsys):
     # The database as it was is a safety set: its dump, counted.
     safety = json.loads(Path(done["safety_copy"]).read_text(encoding="utf-8"))
     assert (safety["kind"], safety["users"], safety["tasks"]) == ("safety", 3, 2)
+    assert Path(done["safety_database"]).name in safety["files"]  # the reports name the dump itself
+    assert Path(done["safety_database"]).parent == Path(done["safety_copy"]).parent
     # Owners and rights as deployed: the API's role reads and writes rows and makes no table.
     owner = host.cluster.sql("SELECT pg_get_userbyid(relowner) FROM pg_class WHERE relname = 'tasks'", database=DB)
     assert owner == [(OWNER,)]
@@ -137,13 +139,35 @@ def test_latest_good_passes_over_a_damaged_set_and_latest_does_not(host, capsys)
     assert counts(host.cluster) == (2, 7)
 
 
+def test_verify_checks_the_set_restore_would_use_and_touches_nothing_live(host, capsys):
+    older = json.loads(run(capsys, "create")[1])
+    host.cluster.sql("INSERT INTO users (username) VALUES ('cy')", database=DB)
+    newer = json.loads(run(capsys, "create")[1])
+    # The API may keep serving meanwhile: verify needs no session closed.
+    with psycopg.connect(host=str(host.cluster.socket_dir), dbname=DB, user=API):
+        status, out, err = run(capsys, "verify", "latest")
+    assert status == 0, err
+    done = json.loads(out)
+    assert (done["stamp"], done["users"], done["tasks"], done["skipped"]) == (newer["stamp"], 3, 7, [])
+    assert databases(host.cluster) == {DB} and counts(host.cluster) == (3, 7)
+    dump = Path(newer["dir"]) / f"task_manager_{newer['stamp']}.dump"
+    dump.write_bytes(dump.read_bytes()[:-100])
+    status, _, err = run(capsys, "verify", "latest")
+    assert status == 1 and "does not match its manifest" in err
+    status, out, err = run(capsys, "verify", "latest-good")
+    assert status == 0, err
+    assert json.loads(out)["stamp"] == older["stamp"] and len(json.loads(out)["skipped"]) == 1
+    assert databases(host.cluster) == {DB} and counts(host.cluster) == (3, 7)
+    assert not list(host.dir.glob(".verify-*"))
+
+
 def test_a_lost_database_is_restored_and_nothing_pretends_to_be_its_safety_copy(host, capsys):
     assert run(capsys, "create")[0] == 0
     host.cluster.drop_database(DB)
     status, out, err = run(capsys, "restore", "latest")
     assert status == 0, err
     assert counts(host.cluster) == (2, 7)
-    assert json.loads(out)["safety_copy"] is None
+    assert (json.loads(out)["safety_copy"], json.loads(out)["safety_database"]) == (None, None)
 
 
 def test_a_sqlite_set_is_not_offered_to_a_postgresql_restore(host, capsys):

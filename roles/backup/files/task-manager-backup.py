@@ -12,6 +12,7 @@ written by the base role) and its own settings from TASK_MANAGER_BACKUP_CONFIG (
   task-manager-backup list [--kind KIND] [--json]
   task-manager-backup prune [--dry-run]
   task-manager-backup restore latest|latest-good|<stamp>|<manifest> [--from db|dump] [--kind KIND]
+  task-manager-backup verify latest|latest-good|<stamp>|<manifest> [--from db|dump] [--kind KIND]
 
 A backup set is a manifest backup_<stamp>.json beside its files:
   task_manager_<stamp>.db    copy through SQLite's online backup API
@@ -36,11 +37,13 @@ checks the set's sha256 sums, rebuilds the database from the copy (or the dump) 
 the instance folder, checks it with PRAGMA integrity_check, moves the current
 database with its -wal and -shm aside as a safety copy (backups/safety/), and only
 then renames the restored file into place. latest-good is the newest set that
-passes every check, for when the newest ones are damaged.
+passes every check, for when the newest ones are damaged. verify makes every check
+restore would make on the set it would choose, on a scratch copy, touching nothing
+live: restore.yml runs it before it stops the API.
 
 Exit status: 0 done, 1 failed (including a missing instance or backup directory,
 gpg or key file: the message names it), 2 bad usage, 3 no database file yet (create)
-or no usable backup (restore).
+or no usable backup (restore, verify).
 """
 
 from __future__ import annotations
@@ -248,7 +251,12 @@ def decrypt(config: dict, path: Path, scratch: Path) -> Path:
     if path.suffix != ".gpg":
         return path
     target = scratch / path.name.removesuffix(".gpg")
-    gpg(config, ["--output", str(target), "--decrypt", str(path)], scratch / ".gnupg")
+    try:
+        gpg(config, ["--output", str(target), "--decrypt", str(path)], scratch / ".gnupg")
+    except subprocess.CalledProcessError:
+        # Not Missing: a damaged file is one set's problem, and latest-good tries the next.
+        raise BackupError(f"{path} cannot be decrypted with the passphrase in {config.get('encryption_key_file')}: "
+                          "a wrong passphrase (the set was encrypted with another one) or a damaged file") from None
     return target
 
 
@@ -490,8 +498,9 @@ def first_good(config: dict, ordered: list[dict], selector: str, source: str,
     raise NoUsableBackup("no backup set passes its checks: " + "; ".join(problems))
 
 
-def keep_safety_copy(database: Path, backup_dir: Path, restoring: str) -> str | None:
-    """Copy the current database (with its -wal and -shm) aside as a safety set; its manifest path."""
+def keep_safety_copy(database: Path, backup_dir: Path, restoring: str) -> tuple[str, str] | None:
+    """Copy the current database (with its -wal and -shm) aside as a safety set: the copy's
+    path and its manifest's."""
     if not database.exists():
         return None
     stamp = new_stamp()
@@ -511,7 +520,31 @@ def keep_safety_copy(database: Path, backup_dir: Path, restoring: str) -> str | 
         "kind": "safety", "stamp": stamp, "label": f"database as it was before restoring {restoring}",
         "created_at": utc_now(), "files": kept,
     }, indent=2) + "\n", encoding="utf-8")
-    return str(manifest)
+    return str(safety_dir / f"task_manager_{stamp}.db"), str(manifest)
+
+
+def verified(entry: dict, source: str, problems: list[str], facts: dict) -> dict:
+    return {"verified": entry["manifest"], "stamp": entry["stamp"], "kind": entry["kind"], "source": source,
+            "backup_created_at": entry.get("created_at"), "skipped": problems, **facts}
+
+
+def verify(config: dict, selector: str, source: str, kind: str | None) -> dict:
+    """Every check restore makes on the set it would use (sums, decryption, integrity,
+    counts), on a scratch copy: nothing live is touched, the API may keep serving."""
+    if engine(config) == "postgresql":
+        return pg_verify(config, selector, kind)
+    database = Path(config["database"])
+    backup_dir = Path(config["backup_dir"])
+    require_dir(database.parent, "the instance directory")
+    with locked(backup_dir):
+        ordered = select_sets(config, selector, kind)
+        scratch = Path(tempfile.mkdtemp(prefix=".verify-", dir=database.parent))
+        try:
+            entry, candidate, problems = first_good(config, ordered, selector, source, scratch)
+            facts = counts(candidate)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return verified(entry, source, problems, facts)
 
 
 def restore(config: dict, selector: str, source: str, kind: str | None) -> dict:
@@ -539,7 +572,10 @@ def restore(config: dict, selector: str, source: str, kind: str | None) -> dict:
             shutil.rmtree(scratch, ignore_errors=True)
     return {
         "restored": entry["manifest"], "stamp": entry["stamp"], "kind": entry["kind"], "source": source,
-        "backup_created_at": entry.get("created_at"), "safety_copy": safety, "skipped": problems, **facts,
+        "backup_created_at": entry.get("created_at"),
+        # The damaged database's copy, and the manifest of the safety set that holds it.
+        "safety_database": safety[0] if safety else None, "safety_copy": safety[1] if safety else None,
+        "skipped": problems, **facts,
     }
 
 
@@ -676,8 +712,41 @@ def pg_check_set(config: dict, entry: dict, scratch: Path, name: str) -> dict:
     return loaded
 
 
-def pg_safety_copy(config: dict, backup_dir: Path, restoring: str, scratch: Path) -> str | None:
-    """A dump of the database as it is, kept as a safety set; None when it cannot be dumped."""
+def pg_first_good(config: dict, ordered: list[dict], selector: str, scratch: Path,
+                  name: str) -> tuple[dict, dict, list[str]]:
+    """The first set that passes every check, restored into `name`; its counts, and why the
+    ones before it failed."""
+    problems = []
+    for entry in ordered:
+        try:
+            return entry, pg_check_set(config, entry, scratch, name), problems
+        except Missing:
+            raise  # gpg or the key file: every other set would fail the same way
+        except (BackupError, OSError, subprocess.CalledProcessError, *driver_errors()) as exc:
+            problems.append(str(exc))
+            if selector != "latest-good":
+                raise BackupError(str(exc)) from None
+    raise NoUsableBackup("no backup set passes its checks: " + "; ".join(problems))
+
+
+def pg_verify(config: dict, selector: str, kind: str | None) -> dict:
+    """The set restore would use, restored into a scratch database, counted and dropped."""
+    backup_dir = Path(config["backup_dir"])
+    name = f"{config['db_name']}_verify"
+    with locked(backup_dir):
+        ordered = select_sets(config, selector, kind)
+        scratch = Path(tempfile.mkdtemp(prefix=".verify-", dir=backup_dir))
+        try:
+            entry, facts, problems = pg_first_good(config, ordered, selector, scratch, name)
+        finally:
+            pg_drop(name)
+            shutil.rmtree(scratch, ignore_errors=True)
+    return verified(entry, "dump", problems, facts)
+
+
+def pg_safety_copy(config: dict, backup_dir: Path, restoring: str, scratch: Path) -> tuple[str, str] | None:
+    """A dump of the database as it is, kept as a safety set: the dump's path and its
+    manifest's; None when it cannot be dumped."""
     if not pg_database_exists(config["db_name"]):
         return None
     stamp = new_stamp()
@@ -697,10 +766,10 @@ def pg_safety_copy(config: dict, backup_dir: Path, restoring: str, scratch: Path
         "label": f"database as it was before restoring {restoring}", "created_at": utc_now(), **facts,
         "files": {target.name: {"sha256": sha256(target), "bytes": target.stat().st_size}},
     }, indent=2) + "\n", encoding="utf-8")
-    return str(manifest)
+    return str(target), str(manifest)
 
 
-def pg_swap(config: dict, restored: str, safety: str | None, stamp: str) -> str | None:
+def pg_swap(config: dict, restored: str, safety: bool, stamp: str) -> str | None:
     """The restored database takes the live one's name. The replaced one is dropped when its
     safety dump exists, else kept under a name of its own (returned), so nothing is lost."""
     from psycopg import sql  # noqa: PLC0415
@@ -745,21 +814,9 @@ def pg_restore(config: dict, selector: str, kind: str | None) -> dict:
         ordered = select_sets(config, selector, kind)
         scratch = Path(tempfile.mkdtemp(prefix=".restore-", dir=backup_dir))
         try:
-            problems = []
-            for entry in ordered:
-                try:
-                    facts = pg_check_set(config, entry, scratch, restored)
-                    break
-                except Missing:
-                    raise
-                except (BackupError, OSError, subprocess.CalledProcessError, *driver_errors()) as exc:
-                    problems.append(str(exc))
-                    if selector != "latest-good":
-                        raise BackupError(str(exc)) from None
-            else:
-                raise NoUsableBackup("no backup set passes its checks: " + "; ".join(problems))
+            entry, facts, problems = pg_first_good(config, ordered, selector, scratch, restored)
             safety = pg_safety_copy(config, backup_dir, entry["stamp"], scratch)
-            kept = pg_swap(config, restored, safety, new_stamp())
+            kept = pg_swap(config, restored, safety is not None, new_stamp())
         except BaseException:
             pg_drop(restored)
             raise
@@ -767,7 +824,11 @@ def pg_restore(config: dict, selector: str, kind: str | None) -> dict:
             shutil.rmtree(scratch, ignore_errors=True)
     return {
         "restored": entry["manifest"], "stamp": entry["stamp"], "kind": entry["kind"], "source": "dump",
-        "backup_created_at": entry.get("created_at"), "safety_copy": safety or (f"database {kept}" if kept else None),
+        "backup_created_at": entry.get("created_at"),
+        # The damaged database's copy (a dump, or the database itself kept under another name
+        # when it could not be dumped), and the manifest of the safety set that holds a dump.
+        "safety_database": safety[0] if safety else (f"database {kept}" if kept else None),
+        "safety_copy": safety[1] if safety else (f"database {kept}" if kept else None),
         "skipped": problems, **facts,
     }
 
@@ -820,6 +881,11 @@ def run_restore(config: dict, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_verify(config: dict, args: argparse.Namespace) -> int:
+    print(json.dumps(verify(config, args.selector, args.source, args.kind)))
+    return 0
+
+
 def run_create(config: dict, args: argparse.Namespace) -> int:
     kind = args.kind or "manual"
     manifest = create(config, kind, args.label)
@@ -828,7 +894,7 @@ def run_create(config: dict, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"create": run_create, "list": run_list, "prune": run_prune, "restore": run_restore}
+COMMANDS = {"create": run_create, "list": run_list, "prune": run_prune, "restore": run_restore, "verify": run_verify}
 
 
 def describe(exc: BaseException) -> str:
@@ -840,17 +906,18 @@ def describe(exc: BaseException) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="task-manager-backup", description=__doc__.split("\n\n")[0])
     parser.add_argument("command", nargs="?", default="create", choices=tuple(COMMANDS))
-    parser.add_argument("selector", nargs="?", default=None, help="restore: latest, latest-good, a stamp or a manifest")
+    parser.add_argument("selector", nargs="?", default=None,
+                        help="restore, verify: latest, latest-good, a stamp or a manifest")
     parser.add_argument("--from", dest="source", choices=("db", "dump"), default="db",
-                        help="restore: from the database copy (default) or the SQL dump")
+                        help="restore, verify: from the database copy (default) or the SQL dump")
     parser.add_argument("--kind", choices=PRUNED_KINDS, default=None,
                         help="safety: a copy kept aside (restore.yml takes one), never chosen by latest")
     parser.add_argument("--label", default=None, help="free text kept in the manifest (for example the release)")
     parser.add_argument("--json", action="store_true", help="list: print JSON")
     parser.add_argument("--dry-run", action="store_true", help="prune: say what would go, remove nothing")
     args = parser.parse_args(argv)
-    if args.command == "restore" and not args.selector:
-        parser.error("restore needs latest, latest-good, a stamp or a manifest")
+    if args.command in ("restore", "verify") and not args.selector:
+        parser.error(f"{args.command} needs latest, latest-good, a stamp or a manifest")
     if args.command == "create" and args.selector:
         parser.error(f"{args.command} takes no selector")
     return args
