@@ -60,7 +60,7 @@ test-browser: venv  ## the frontend in a real headless Chromium against a real A
 	cd e2e && ../$(PY) -m pytest
 
 test-release: venv  ## the release's supply chain (offline, no host), and the host's backup and check commands on temporary files, with their coverage (>= 80 %)
-	$(PY) -m pytest tests --cov=roles/backup/files --cov=roles/host_report/files --cov-report=term-missing --cov-fail-under=80
+	$(PY) -m pytest tests --cov=roles/backup/files --cov=roles/offsite_backup/files --cov=roles/host_report/files --cov-report=term-missing --cov-fail-under=80
 
 test: lint test-app test-release test-browser test-molecule bench-smoke  ## everything: lint, API and release tests, browser tests, Molecule, benchmark smoke runs
 

@@ -5,11 +5,12 @@
 # throwaway cluster of their own with its initdb and pg_ctl (app/tests/pgcluster.py);
 # podman's dnsname plugin, so the hosts of a multi-host scenario reach each other by name;
 # HAProxy, which tests/test_load_balancer.py runs in front of two local servers; the SSH
-# client the cluster scenario reaches its hosts with.
+# client the cluster scenario reaches its hosts with; restic, whose real repositories
+# tests/test_offsite_command.py copies sets into.
 set -euo pipefail
 
 packages=(chromium fonts-ipafont-gothic sqlite3 postgresql libpq5 podman runc debootstrap uidmap slirp4netns
-  golang-github-containernetworking-plugin-dnsname haproxy openssh-client)
+  golang-github-containernetworking-plugin-dnsname haproxy openssh-client restic)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

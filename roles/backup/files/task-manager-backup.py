@@ -8,7 +8,7 @@ things are from the host's layout (TASK_MANAGER_LAYOUT, default /etc/task-manage
 written by the base role) and its own settings from TASK_MANAGER_BACKUP_CONFIG (default
 /etc/task-manager/backup.json: retention, encryption, what a full set holds).
 
-  task-manager-backup [create] [--kind daily|weekly|monthly|manual|pre-update] [--label TEXT]
+  task-manager-backup [create] [--kind hourly|daily|weekly|monthly|manual|pre-update] [--label TEXT]
   task-manager-backup list [--kind KIND] [--json]
   task-manager-backup prune [--dry-run]
   task-manager-backup restore latest|latest-good|<stamp>|<manifest> [--from db|dump] [--kind KIND]
@@ -71,7 +71,7 @@ DEFAULT_LAYOUT = "/etc/task-manager/layout.json"  # where things are: written by
 GPG = "/usr/bin/gpg"
 SYSTEMCTL = "/usr/bin/systemctl"
 SQLITE3 = "/usr/bin/sqlite3"
-KINDS = ("daily", "weekly", "monthly", "manual", "pre-update")
+KINDS = ("hourly", "daily", "weekly", "monthly", "manual", "pre-update")
 PRUNED_KINDS = (*KINDS, "safety")
 FULL_KINDS = ("weekly", "monthly")
 # PostgreSQL's own tools, not Debian's wrappers in /usr/bin (they pick a cluster by guessing).

@@ -1,0 +1,413 @@
+#!/usr/bin/python3
+"""task-manager-offsite: the verified local backup sets, copied off the host with restic.
+
+Run by cron after each local backup (and hourly when configured) and by the runbooks.
+Uses only Debian's python3 and restic. It reads where things are from the host's layout
+and the backup settings (as task-manager-backup does), and its own settings from
+TASK_MANAGER_OFFSITE_CONFIG (default /etc/task-manager/offsite.json: the repository,
+its password file, how long each kind of set is kept, where its state is written).
+
+  task-manager-offsite init        create the repository unless it exists
+  task-manager-offsite copy        every local set not yet in the repository, oldest first
+  task-manager-offsite forget      each kind's retention, then restic prune
+  task-manager-offsite check       restic check, reading back a sample of the data
+  task-manager-offsite list        this host's snapshots
+  task-manager-offsite fetch latest|<stamp>|<snapshot id> [--kind KIND]
+                                   a snapshot's set back into the backup directory
+  task-manager-offsite status      the last copy and check, and the newest snapshot
+
+Each local set becomes one snapshot, tagged task-manager, kind:<kind> and stamp:<stamp>,
+under the host's inventory name (--host), so that a new host of the same name finds the
+old one's snapshots. A set is copied only when every file matches its manifest's sha256.
+Every command answers in JSON on stdout. copy and check record their outcome in the state
+file, which check.yml reads; a failure there never touches the local sets.
+
+Exit status: 0 done, 1 failed (the message names the cause), 2 bad usage, 3 nothing
+to fetch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+DEFAULT_CONFIG = "/etc/task-manager/offsite.json"
+DEFAULT_BACKUP_CONFIG = "/etc/task-manager/backup.json"
+DEFAULT_LAYOUT = "/etc/task-manager/layout.json"
+RESTIC = "/usr/bin/restic"  # absolute: root starts this command, PATH decides nothing
+TAG = "task-manager"
+# restic prints its progress and errors on stderr; a message keeps the last lines.
+MESSAGE_LINES = 6
+
+
+class OffsiteError(Exception):
+    """The command failed: exit status 1."""
+
+
+class NothingToFetch(Exception):
+    """No snapshot matches: exit status 3."""
+
+
+def read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OffsiteError(f"cannot read {path}: {exc}") from exc
+
+
+def load_config() -> dict:
+    env = os.environ.get
+    config = {}
+    for path in (env("TASK_MANAGER_LAYOUT", DEFAULT_LAYOUT), env("TASK_MANAGER_BACKUP_CONFIG", DEFAULT_BACKUP_CONFIG),
+                 env("TASK_MANAGER_OFFSITE_CONFIG", DEFAULT_CONFIG)):
+        config.update(read_json(Path(path)))
+    for key in ("repository", "password_file", "host", "backup_dir"):
+        if not config.get(key):
+            raise OffsiteError(f"the settings name no {key}: deploy.yml writes them when the inventory has a backup "
+                               "host or an offsite repository")
+    return config
+
+
+def now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def log(config: dict, message: str) -> None:
+    line = f"{dt.datetime.now().strftime('%Y-%m-%d %H:%M:%S')} offsite: {message}"
+    print(line, file=sys.stderr)
+    with contextlib.suppress(OSError, KeyError, TypeError), \
+            (Path(config["log_dir"]) / "backup.log").open("a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------- restic
+
+
+def restic_env(config: dict) -> dict:
+    """restic's environment: nothing inherited but what it needs, and the backend's
+    credentials (an S3 key, a REST server's password) from the settings' env file."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": config["backup_dir"], "LC_ALL": "C.UTF-8",
+           "RESTIC_CACHE_DIR": config.get("cache_dir") or str(Path(config["backup_dir"]) / ".offsite-cache")}
+    env_file = config.get("env_file")
+    if env_file and Path(env_file).is_file():
+        for line in Path(env_file).read_text(encoding="utf-8").splitlines():
+            name, sep, value = line.partition("=")
+            if sep and name.strip() and not name.lstrip().startswith("#"):
+                env[name.strip()] = value.strip()
+    return env
+
+
+def restic(config: dict, *args: str, timeout: float = 3600) -> str:
+    """restic with the settings' repository and password file; its stdout, or an error
+    naming what restic said."""
+    if not os.access(RESTIC, os.X_OK):
+        raise OffsiteError(f"{RESTIC} is missing: off-host copies need restic (apt install restic)")
+    if not Path(config["password_file"]).is_file():
+        raise OffsiteError(f"the repository's password file {config['password_file']} is missing")
+    argv = [RESTIC, "--repo", config["repository"], "--password-file", config["password_file"], "--quiet"]
+    if config.get("sftp_command"):
+        argv += ["--option", f"sftp.command={config['sftp_command']}"]
+    try:
+        # S603: a fixed absolute program and an argument list, no shell.
+        done = subprocess.run([*argv, *args], capture_output=True, text=True, env=restic_env(config),  # noqa: S603
+                              timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise OffsiteError(f"restic {args[0]} did not finish within {timeout:.0f} s") from None
+    if done.returncode != 0:
+        said = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
+        raise OffsiteError(f"restic {args[0]} failed (exit {done.returncode}) on {config['repository']}: "
+                           + " / ".join(said[-MESSAGE_LINES:]))
+    return done.stdout
+
+
+def snapshots(config: dict) -> list[dict]:
+    """This host's snapshots, oldest first: id, time, kind and stamp."""
+    found = []
+    for snap in json.loads(restic(config, "snapshots", "--json", "--host", config["host"], "--tag", TAG) or "[]"):
+        tags = dict(tag.split(":", 1) for tag in snap.get("tags", []) if ":" in tag)
+        found.append({"id": snap["id"], "short_id": snap.get("short_id", snap["id"][:8]), "time": snap["time"],
+                      "kind": tags.get("kind"), "stamp": tags.get("stamp")})
+    return sorted(found, key=lambda s: s["time"])
+
+
+# ---------------------------------------------------------------------------- local sets
+
+
+def local_sets(config: dict) -> list[dict]:
+    """The local sets worth copying (a safety set is a restore's leftover), oldest first."""
+    found = []
+    for path in sorted(Path(config["backup_dir"]).glob("*/backup_*.json")):
+        with contextlib.suppress(OSError, ValueError):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if data.get("kind") != "safety" and data.get("stamp"):
+                found.append({**data, "manifest": str(path), "dir": str(path.parent)})
+    return sorted(found, key=lambda m: m["stamp"])
+
+
+def set_paths(entry: dict) -> list[Path]:
+    """The manifest and its files, once every file matches the manifest's sha256."""
+    directory = Path(entry["dir"])
+    paths = [Path(entry["manifest"])]
+    for name, meta in entry.get("files", {}).items():
+        path = directory / name
+        if not path.is_file() or sha256(path) != meta.get("sha256"):
+            raise OffsiteError(f"{path} is missing or does not match its manifest: set {entry['stamp']} not copied")
+        paths.append(path)
+    return paths
+
+
+@contextlib.contextmanager
+def locked(config: dict):
+    backup_dir = Path(config["backup_dir"])
+    if not backup_dir.is_dir():
+        raise OffsiteError(f"the backup directory {backup_dir} is missing")
+    with (backup_dir / ".offsite-lock").open("w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # one copy, forget or fetch at a time
+        yield
+
+
+# ---------------------------------------------------------------------------- state
+
+
+def state_file(config: dict) -> Path:
+    return Path(config.get("state_file") or Path(config["backup_dir"]) / "offsite-state.json")
+
+
+def read_state(config: dict) -> dict:
+    with contextlib.suppress(OSError, ValueError):
+        return json.loads(state_file(config).read_text(encoding="utf-8"))
+    return {}
+
+
+def record(config: dict, what: str, outcome: dict) -> None:
+    """The outcome of a copy or a check, and when each last succeeded."""
+    state = read_state(config)
+    state[what] = outcome
+    if outcome["ok"]:
+        state[f"{what}_ok_at"] = outcome["at"]
+    path = state_file(config)
+    scratch = path.with_name(f".{path.name}.new")
+    scratch.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
+    scratch.replace(path)
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def run_init(config: dict, _args) -> dict:
+    try:
+        restic(config, "cat", "config")
+        return {"changed": False, "repository": config["repository"]}
+    except OffsiteError as exc:
+        if "does not exist" not in str(exc) and "unable to open config file" not in str(exc):
+            raise
+    restic(config, "init")
+    log(config, f"repository created: {config['repository']}")
+    return {"changed": True, "repository": config["repository"]}
+
+
+def run_copy(config: dict, _args) -> dict:
+    started = now()
+    copied, skipped = [], []
+    try:
+        with locked(config):
+            there = {s["stamp"] for s in snapshots(config)}
+            for entry in local_sets(config):
+                if entry["stamp"] in there:
+                    continue
+                try:
+                    paths = set_paths(entry)
+                except OffsiteError as exc:
+                    skipped.append(str(exc))
+                    continue
+                out = restic(config, "backup", "--json", "--host", config["host"], "--tag", TAG,
+                             "--tag", f"kind:{entry['kind']}", "--tag", f"stamp:{entry['stamp']}",
+                             *(str(p) for p in paths))
+                summary = next((json.loads(line) for line in out.splitlines()
+                                if line.startswith("{") and '"summary"' in line), {})
+                copied.append({"stamp": entry["stamp"], "kind": entry["kind"],
+                               "snapshot": summary.get("snapshot_id"), "bytes_added": summary.get("data_added")})
+    except OffsiteError as exc:
+        outcome = {"at": started, "ok": False, "error": str(exc), "copied": copied, "skipped": skipped}
+        record(config, "copy", outcome)
+        log(config, f"copy FAILED after {len(copied)} set(s): {exc}")
+        raise
+    ok = not skipped
+    outcome = {"at": started, "ok": ok, "copied": copied, "skipped": skipped,
+               **({} if ok else {"error": "; ".join(skipped)})}
+    record(config, "copy", outcome)
+    if copied or skipped:
+        log(config, f"copy {'ok' if ok else 'FAILED'}: {len(copied)} set(s) copied, {len(skipped)} damaged left out")
+    if not ok:
+        raise OffsiteError("; ".join(skipped))
+    return {"changed": bool(copied), **outcome}
+
+
+def run_forget(config: dict, _args) -> dict:
+    keep_min = str(int(config.get("keep_min", 3)))
+    days = config.get("retention_days", {})
+    removed = []
+    with locked(config):
+        kinds = sorted({s["kind"] for s in snapshots(config) if s["kind"]})
+        for kind in kinds:
+            within = int(days.get(kind, days.get("default", 30)))
+            out = restic(config, "forget", "--json", "--host", config["host"], "--tag", f"kind:{kind}",
+                         "--group-by", "host", "--keep-within", f"{within}d", "--keep-last", keep_min)
+            for group in json.loads(out or "[]"):
+                removed += [s.get("short_id", s["id"][:8]) for s in group.get("remove") or []]
+        if removed:
+            restic(config, "prune")
+            log(config, f"forget: {len(removed)} snapshot(s) past their retention removed, repository pruned")
+    return {"changed": bool(removed), "removed": removed}
+
+
+def run_check(config: dict, args) -> dict:
+    started = now()
+    subset = args.read_data_subset or config.get("check_read_data_subset", "5%")
+    try:
+        restic(config, "check", "--read-data-subset", subset)
+    except OffsiteError as exc:
+        record(config, "check", {"at": started, "ok": False, "error": str(exc), "read_data_subset": subset})
+        log(config, f"check FAILED: {exc}")
+        raise
+    outcome = {"at": started, "ok": True, "read_data_subset": subset}
+    record(config, "check", outcome)
+    return {"changed": False, **outcome}
+
+
+def run_list(config: dict, _args) -> list[dict]:
+    return snapshots(config)
+
+
+def choose(found: list[dict], selector: str, kind: str | None) -> dict:
+    found = [s for s in found if s["stamp"] and (kind is None or s["kind"] == kind)]
+    if selector == "latest":
+        matches = found[-1:]
+    else:
+        matches = [s for s in found if selector in (s["stamp"], s["id"], s["short_id"])
+                   or (len(selector) >= 8 and s["id"].startswith(selector))]
+    if not matches:
+        raise NothingToFetch(f"no snapshot of {'this host' if kind is None else kind + ' sets'} matches {selector!r}")
+    return matches[-1]
+
+
+def run_fetch(config: dict, args) -> dict:
+    backup_dir = Path(config["backup_dir"])
+    with locked(config):
+        snap = choose(snapshots(config), args.selector, args.kind)
+        scratch = Path(tempfile.mkdtemp(prefix=".offsite-fetch-", dir=backup_dir))
+        try:
+            restic(config, "restore", snap["id"], "--target", str(scratch))
+            manifests = list(scratch.rglob("backup_*.json"))
+            if len(manifests) != 1:
+                raise OffsiteError(f"snapshot {snap['short_id']} holds {len(manifests)} manifests, not one")
+            entry = {**read_json(manifests[0]), "manifest": str(manifests[0]), "dir": str(manifests[0].parent)}
+            paths = set_paths(entry)
+            target = backup_dir / entry["kind"]
+            target.mkdir(mode=0o700, exist_ok=True)
+            changed = not (target / manifests[0].name).exists()
+            if changed:
+                # The files first, the manifest last: a set is never listed before it is whole.
+                for path in paths[1:]:
+                    path.replace(target / path.name)
+                paths[0].replace(target / paths[0].name)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if changed:
+        log(config, f"fetched set {entry['stamp']} ({entry['kind']}) from snapshot {snap['short_id']}")
+    return {"changed": changed, "snapshot": snap["short_id"], "snapshot_time": snap["time"], "stamp": entry["stamp"],
+            "kind": entry["kind"], "manifest": str(target / Path(entry["manifest"]).name),
+            "created_at": entry.get("created_at"), "users": entry.get("users"), "tasks": entry.get("tasks"),
+            "schema_revision": entry.get("schema_revision")}
+
+
+def run_status(config: dict, _args) -> dict:
+    state = read_state(config)
+    answer = {"repository": config["repository"], "copy": state.get("copy"), "copy_ok_at": state.get("copy_ok_at"),
+              "check": state.get("check"), "check_ok_at": state.get("check_ok_at"), "newest": None,
+              "local_sets": len(local_sets(config)), "reachable": True, "error": None}
+    try:
+        found = snapshots(config)
+    except OffsiteError as exc:
+        answer.update(reachable=False, error=str(exc))
+        return answer
+    if found:
+        newest = found[-1]
+        when = dt.datetime.fromisoformat(newest["time"])  # restic's nanoseconds: Python 3.11 truncates them
+        answer["newest"] = {**newest, "age_hours": round((dt.datetime.now(dt.UTC) - when).total_seconds() / 3600, 2)}
+    answer["snapshots"] = len(found)
+    return answer
+
+
+COMMANDS = {"init": run_init, "copy": run_copy, "forget": run_forget, "check": run_check, "list": run_list,
+            "fetch": run_fetch, "status": run_status}
+
+
+def drop_privileges(config: dict) -> None:
+    """Run as the account that takes the backups: it reads the sets, and whatever this
+    command writes in the backup directory stays that account's."""
+    if os.geteuid() != 0:
+        return
+    import grp  # noqa: PLC0415  (Unix-only, needed only here)
+    import pwd  # noqa: PLC0415
+
+    user, group = config.get("run_as_user") or config["user"], config.get("run_as_group") or config["group"]
+    try:
+        uid, gid = pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
+    except KeyError as exc:
+        raise OffsiteError(f"the backup account {exc} does not exist") from None
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(uid)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="task-manager-offsite", description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=tuple(COMMANDS))
+    parser.add_argument("selector", nargs="?", default=None, help="fetch: latest, a set's stamp or a snapshot id")
+    parser.add_argument("--kind", default=None, help="fetch: the newest snapshot of this kind of set")
+    parser.add_argument("--read-data-subset", default=None, help="check: how much data to read back (5%%, 1/10)")
+    args = parser.parse_args(argv)
+    if args.command == "fetch" and not args.selector:
+        parser.error("fetch needs latest, a set's stamp or a snapshot id")
+    if args.command != "fetch" and args.selector:
+        parser.error(f"{args.command} takes no selector")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    config: dict = {}
+    try:
+        config = load_config()
+        drop_privileges(config)
+        print(json.dumps(COMMANDS[args.command](config, args)))
+        return 0
+    except NothingToFetch as exc:
+        print(f"task-manager-offsite: {exc}", file=sys.stderr)
+        return 3
+    except (OffsiteError, OSError) as exc:
+        print(f"task-manager-offsite: FAILED: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

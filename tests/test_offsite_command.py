@@ -1,0 +1,232 @@
+"""roles/offsite_backup/files/task-manager-offsite.py against a real restic repository on
+this machine (restic's local backend): sets made by the real backup command are copied,
+caught up after an outage, kept by kind, checked, damaged and found out, fetched back and
+restored by the backup command."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import BACKUP_SCRIPT, ROOT, add_tasks, current_account, load_script, make_database, task_count
+
+OFFSITE_SCRIPT = ROOT / "roles" / "offsite_backup" / "files" / "task-manager-offsite.py"
+backup = load_script("task_manager_backup_for_offsite", BACKUP_SCRIPT)
+offsite = load_script("task_manager_offsite", OFFSITE_SCRIPT)
+pytestmark = pytest.mark.skipif(not os.access(offsite.RESTIC, os.X_OK),
+                                reason=f"{offsite.RESTIC} is missing (apt install restic)")
+
+
+class Host:
+    """A host's layout under tmp_path, with the backup and offsite settings pointing at it."""
+
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch):
+        self.root = root
+        self.database = root / "instance" / "task_manager.db"
+        self.backup_dir = root / "backups"
+        self.repository = root / "repository"
+        self.backup_dir.mkdir(mode=0o700)
+        (root / "logs").mkdir()
+        (root / "password").write_text("a repository password for the tests\n", encoding="utf-8")
+        user, group = current_account()
+        self.backup_config = {
+            "database": str(self.database), "backup_dir": str(self.backup_dir), "log_dir": str(root / "logs"),
+            "current_link": str(root / "current"), "user": user, "group": group, "service": "task-manager",
+            "keep_min": 2, "retention_days": {"default": 30, "monthly": 365}, "config_paths": [],
+            "encrypt": False, "encryption_key_file": str(root / "backup.key"),
+        }
+        self.offsite_config = {"repository": str(self.repository), "password_file": str(root / "password"),
+                               "host": "tm-app1", "check_read_data_subset": "100%"}
+        self.write()
+        monkeypatch.setenv("TASK_MANAGER_LAYOUT", str(root / "backup.json"))
+        monkeypatch.setenv("TASK_MANAGER_BACKUP_CONFIG", str(root / "backup.json"))
+        monkeypatch.setenv("TASK_MANAGER_OFFSITE_CONFIG", str(root / "offsite.json"))
+        monkeypatch.setenv("HOME", str(root))
+        monkeypatch.setattr(os, "setgroups", lambda groups: None)
+        monkeypatch.setattr(backup, "SYSTEMCTL", str(root / "no-systemctl"))
+
+    def write(self, **offsite_changes) -> None:
+        self.offsite_config.update(offsite_changes)
+        (self.root / "backup.json").write_text(json.dumps(self.backup_config), encoding="utf-8")
+        (self.root / "offsite.json").write_text(json.dumps(self.offsite_config), encoding="utf-8")
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    return Host(tmp_path, monkeypatch)
+
+
+def run(capsys, *argv: str) -> tuple[int, object, str]:
+    try:
+        status = offsite.main(list(argv))
+    except SystemExit as exc:  # argparse
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, (json.loads(out) if out.strip() else None), err
+
+
+def take(capsys, *argv: str) -> dict:
+    assert backup.main(["create", *argv]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.fixture(scope="module")
+def empty_repository(tmp_path_factory):
+    """One repository made by init, copied for each test: restic's key derivation makes
+    every command cost a moment, init included."""
+    root = tmp_path_factory.mktemp("offsite")
+    with pytest.MonkeyPatch.context() as patch:
+        made = Host(root, patch)
+        status = offsite.main(["init"])
+    assert status == 0
+    return made.repository
+
+
+@pytest.fixture
+def repo(host, empty_repository, capsys):
+    make_database(host.database)
+    shutil.copytree(empty_repository, host.repository)
+    return host
+
+
+def test_init_creates_the_repository_once(host, capsys):
+    status, answer, err = run(capsys, "init")
+    assert (status, answer["changed"]) == (0, True), err
+    assert (host.repository / "config").is_file()
+    status, answer, _ = run(capsys, "init")
+    assert (status, answer["changed"]) == (0, False)
+
+
+def test_copy_sends_each_verified_set_once_and_tags_it(repo, capsys):
+    daily = take(capsys, "--kind", "daily")
+    status, answer, err = run(capsys, "copy")
+    assert status == 0, err
+    assert [c["stamp"] for c in answer["copied"]] == [daily["stamp"]] and answer["changed"]
+    status, answer, _ = run(capsys, "copy")
+    assert (status, answer["changed"], answer["copied"]) == (0, False, [])
+    _, snaps, _ = run(capsys, "list")
+    assert [(s["kind"], s["stamp"]) for s in snaps] == [("daily", daily["stamp"])]
+    state = json.loads((repo.backup_dir / "offsite-state.json").read_text(encoding="utf-8"))
+    assert state["copy"]["ok"] and state["copy_ok_at"] == state["copy"]["at"]
+
+
+def test_an_unreachable_repository_fails_the_copy_and_the_next_one_catches_up(repo, capsys):
+    first = take(capsys, "--kind", "daily")
+    status, first_copy, _ = run(capsys, "copy")
+    assert status == 0
+    moved = repo.root / "repository-away"
+    repo.repository.rename(moved)
+    add_tasks(repo.database, 2)
+    second = take(capsys, "--kind", "daily")
+    files_before = sorted(p.name for p in repo.backup_dir.rglob("*") if p.is_file())
+    status, _, err = run(capsys, "copy")
+    assert status == 1 and f"restic snapshots failed (exit 1) on {repo.repository}" in err
+    state = json.loads((repo.backup_dir / "offsite-state.json").read_text(encoding="utf-8"))
+    assert state["copy"]["ok"] is False and "restic snapshots failed" in state["copy"]["error"]
+    assert state["copy_ok_at"] == first_copy["at"]  # when it last worked, for check.yml's age
+    # The local sets are untouched, and status says the repository cannot be reached.
+    assert sorted(p.name for p in repo.backup_dir.rglob("*") if p.is_file() and p.name != "offsite-state.json") == [
+        n for n in files_before if n != "offsite-state.json"]
+    status, answer, _ = run(capsys, "status")
+    assert status == 0 and answer["reachable"] is False and answer["copy"]["ok"] is False
+    moved.rename(repo.repository)
+    status, answer, err = run(capsys, "copy")
+    assert status == 0, err
+    assert [c["stamp"] for c in answer["copied"]] == [second["stamp"]]
+    assert first["stamp"] != second["stamp"]
+
+
+def test_a_damaged_local_set_is_not_copied_and_the_copy_says_so(repo, capsys):
+    good = take(capsys, "--kind", "daily")
+    bad = take(capsys, "--kind", "manual")
+    copy = Path(bad["dir"]) / f"task_manager_{bad['stamp']}.db"
+    copy.write_bytes(copy.read_bytes()[:-10])
+    status, _, err = run(capsys, "copy")
+    assert status == 1 and f"set {bad['stamp']} not copied" in err
+    _, snaps, _ = run(capsys, "list")
+    assert [s["stamp"] for s in snaps] == [good["stamp"]]
+
+
+def test_forget_keeps_each_kind_for_its_retention_and_the_newest_few(repo, capsys):
+    stamps = []
+    for _ in range(4):
+        stamps.append(take(capsys, "--kind", "manual")["stamp"])
+        assert run(capsys, "copy")[0] == 0
+    status, answer, _ = run(capsys, "forget")
+    assert (status, answer["changed"]) == (0, False)  # all within 30 days
+    repo.backup_config["retention_days"] = {"default": 0, "monthly": 365}
+    repo.write()
+    status, answer, err = run(capsys, "forget")
+    assert status == 0, err
+    assert answer["changed"] and len(answer["removed"]) == 2
+    _, snaps, _ = run(capsys, "list")
+    assert [s["stamp"] for s in snaps] == stamps[-2:]  # keep_min: the newest two
+
+
+def test_check_passes_then_finds_a_damaged_pack_and_says_so(repo, capsys):
+    take(capsys, "--kind", "daily")
+    assert run(capsys, "copy")[0] == 0
+    status, first_check, err = run(capsys, "check")
+    assert status == 0, err
+    assert first_check["ok"] and first_check["read_data_subset"] == "100%"
+    pack = max((p for p in (repo.repository / "data").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    pack.chmod(0o600)
+    # Bytes overwritten in the middle, the length kept: a short read would only make
+    # restic retry the backend for a while before it reports the same failure.
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = bytes(64)
+    pack.write_bytes(bytes(data))
+    local_before = sorted(p for p in repo.backup_dir.rglob("*") if p.is_file() and "offsite" not in p.name)
+    status, _, err = run(capsys, "check")
+    assert status == 1 and "restic check failed" in err
+    state = json.loads((repo.backup_dir / "offsite-state.json").read_text(encoding="utf-8"))
+    assert state["check"]["ok"] is False and state["check_ok_at"] == first_check["at"]
+    assert sorted(p for p in repo.backup_dir.rglob("*") if p.is_file() and "offsite" not in p.name) == local_before
+
+
+def test_a_new_host_fetches_the_newest_set_and_the_backup_command_restores_it(repo, capsys):
+    add_tasks(repo.database, 3)
+    older = take(capsys, "--kind", "daily")
+    add_tasks(repo.database, 1)
+    newest = take(capsys, "--kind", "manual")
+    assert run(capsys, "copy")[0] == 0
+    # The host is lost: its database and every local set. A bare one takes its name.
+    shutil.rmtree(repo.backup_dir)
+    repo.backup_dir.mkdir(mode=0o700)
+    repo.database.unlink()
+    status, _, err = run(capsys, "fetch", "nothing-like-this")
+    assert status == 3 and "no snapshot of this host matches" in err
+    status, answer, err = run(capsys, "fetch", "latest")
+    assert status == 0, err
+    assert (answer["stamp"], answer["kind"], answer["tasks"], answer["changed"]) == (newest["stamp"], "manual", 9, True)
+    status, again, _ = run(capsys, "fetch", "latest")
+    assert (status, again["changed"]) == (0, False)
+    status, by_kind, _ = run(capsys, "fetch", "latest", "--kind", "daily")
+    assert (status, by_kind["stamp"]) == (0, older["stamp"])
+    assert backup.main(["restore", newest["stamp"]]) == 0
+    assert json.loads(capsys.readouterr().out)["tasks"] == 9 == task_count(repo.database)
+    assert not list(repo.backup_dir.glob(".offsite-fetch-*"))
+
+
+def test_status_reports_the_newest_snapshot_and_its_age(repo, capsys):
+    status, answer, _ = run(capsys, "status")
+    assert status == 0 and answer["reachable"] and answer["newest"] is None and answer["local_sets"] == 0
+    daily = take(capsys, "--kind", "daily")
+    run(capsys, "copy")
+    status, answer, _ = run(capsys, "status")
+    assert answer["newest"]["stamp"] == daily["stamp"] and 0 <= answer["newest"]["age_hours"] < 1
+    assert answer["copy"]["ok"] and answer["snapshots"] == 1 and answer["local_sets"] == 1
+
+
+def test_a_missing_password_file_or_restic_is_named(repo, capsys, monkeypatch):
+    repo.write(password_file=str(repo.root / "not-there"))
+    status, _, err = run(capsys, "list")
+    assert status == 1 and f"password file {repo.root / 'not-there'} is missing" in err
+    monkeypatch.setattr(offsite, "RESTIC", str(repo.root / "no-restic"))
+    status, _, err = run(capsys, "list")
+    assert status == 1 and f"{repo.root / 'no-restic'} is missing" in err
+    assert run(capsys, "fetch")[0] == 2
