@@ -3,10 +3,11 @@
 
     load.py --url=http://127.0.0.1:PORT/PATH [--token=JWT] [--seconds=10] [--concurrency=4]
             [--max-requests=20000] [--write-every=N --title-prefix=P] [--health-every=N]
-            [--stop-file=PATH]
+            [--stop-file=PATH] [--pace=SECONDS]
 
 Sends GET requests from a few threads until the time or the request budget is spent, or
-the stop file appears (a runbook's step is over). With --write-every, every Nth request
+the stop file appears (a runbook's step is over); each thread waits --pace seconds
+between its requests, so the load stays a load and not a benchmark. With --write-every, every Nth request
 of a thread creates a task instead (POST /api/tasks, a unique title); with
 --health-every, every Nth asks /health and counts the releases that answered. Prints
 JSON: {"total", "by_status": {"200": n, ...}, "errors" (no HTTP answer at all),
@@ -36,10 +37,10 @@ class Load:
 
     def __init__(self, port: int, path: str, headers: dict, seconds: float, max_requests: int, *,
                  write_every: int = 0, health_every: int = 0, title_prefix: str = "load",
-                 stop_file: str | None = None):
+                 stop_file: str | None = None, pace: float = 0.01):
         self.port, self.path, self.headers, self.max_requests = port, path, headers, max_requests
         self.write_every, self.health_every, self.title_prefix = write_every, health_every, title_prefix
-        self.stop_file = stop_file
+        self.stop_file, self.pace = stop_file, pace
         self.statuses: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.releases: Counter[str] = Counter()
@@ -125,7 +126,7 @@ class Load:
                     conn.close()
                 conn = None
                 time.sleep(0.05)
-            time.sleep(0.01)
+            time.sleep(self.pace)
 
     def answer(self) -> dict:
         good = sum(n for status, n in self.statuses.items() if status.startswith("2"))
@@ -156,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--health-every", type=int, default=0)
     parser.add_argument("--title-prefix", default="load")
     parser.add_argument("--stop-file")
+    parser.add_argument("--pace", type=float, default=0.01, help="seconds each thread waits between requests")
     args = parser.parse_args(argv)
     url = urlsplit(args.url)
     if url.scheme != "http" or url.hostname != LOOPBACK or not url.port:
@@ -165,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         headers["Authorization"] = f"Bearer {args.token}"
     load = Load(url.port, url.path + (f"?{url.query}" if url.query else ""), headers, args.seconds,
                 args.max_requests, write_every=args.write_every, health_every=args.health_every,
-                title_prefix=args.title_prefix, stop_file=args.stop_file)
+                title_prefix=args.title_prefix, stop_file=args.stop_file, pace=args.pace)
     threads = [threading.Thread(target=load.worker, args=(n,)) for n in range(args.concurrency)]
     for thread in threads:
         thread.start()
