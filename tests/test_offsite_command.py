@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -138,6 +139,18 @@ def test_an_unreachable_repository_fails_the_copy_and_the_next_one_catches_up(re
     assert status == 0, err
     assert [c["stamp"] for c in answer["copied"]] == [second["stamp"]]
     assert first["stamp"] != second["stamp"]
+
+
+def test_the_set_of_an_empty_database_is_not_copied(repo, capsys):
+    conn = sqlite3.connect(repo.database)
+    conn.executescript("DELETE FROM tasks; DELETE FROM users;")
+    conn.commit()
+    conn.close()
+    take(capsys, "--kind", "pre-update")  # what a rebuilt host's first deploy takes
+    status, answer, err = run(capsys, "copy")
+    assert (status, answer["copied"], answer["changed"]) == (0, [], False), err
+    status, answer, _ = run(capsys, "status")
+    assert answer["local_sets"] == 0
 
 
 def test_a_damaged_local_set_is_not_copied_and_the_copy_says_so(repo, capsys):

@@ -528,23 +528,29 @@ def verified(entry: dict, source: str, problems: list[str], facts: dict) -> dict
             "backup_created_at": entry.get("created_at"), "skipped": problems, **facts}
 
 
+@contextlib.contextmanager
+def chosen_set(config: dict, selector: str, source: str, kind: str | None, purpose: str):
+    """Under the backup lock: the first set that passes every check, rebuilt as a candidate
+    file in a scratch directory beside the database (removed afterwards), with its counts."""
+    database = Path(config["database"])
+    require_dir(database.parent, "the instance directory")
+    with locked(Path(config["backup_dir"])):
+        ordered = select_sets(config, selector, kind)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{purpose}-", dir=database.parent))
+        try:
+            entry, candidate, problems = first_good(config, ordered, selector, source, scratch)
+            yield entry, candidate, problems, counts(candidate)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
 def verify(config: dict, selector: str, source: str, kind: str | None) -> dict:
     """Every check restore makes on the set it would use (sums, decryption, integrity,
     counts), on a scratch copy: nothing live is touched, the API may keep serving."""
     if engine(config) == "postgresql":
         return pg_verify(config, selector, kind)
-    database = Path(config["database"])
-    backup_dir = Path(config["backup_dir"])
-    require_dir(database.parent, "the instance directory")
-    with locked(backup_dir):
-        ordered = select_sets(config, selector, kind)
-        scratch = Path(tempfile.mkdtemp(prefix=".verify-", dir=database.parent))
-        try:
-            entry, candidate, problems = first_good(config, ordered, selector, source, scratch)
-            facts = counts(candidate)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-    return verified(entry, source, problems, facts)
+    with chosen_set(config, selector, source, kind, "verify") as (entry, _candidate, problems, facts):
+        return verified(entry, source, problems, facts)
 
 
 def restore(config: dict, selector: str, source: str, kind: str | None) -> dict:
@@ -553,23 +559,14 @@ def restore(config: dict, selector: str, source: str, kind: str | None) -> dict:
     if service_running(config):
         raise BackupError(f"stop {config['service']}.socket and .service first: never restore under a running service")
     database = Path(config["database"])
-    backup_dir = Path(config["backup_dir"])
-    require_dir(database.parent, "the instance directory")
-    with locked(backup_dir):
-        ordered = select_sets(config, selector, kind)
-        scratch = Path(tempfile.mkdtemp(prefix=".restore-", dir=database.parent))
-        try:
-            entry, candidate, problems = first_good(config, ordered, selector, source, scratch)
-            facts = counts(candidate)
-            safety = keep_safety_copy(database, backup_dir, entry["stamp"])
-            candidate.chmod(0o600)
-            candidate.rename(database)
-            for suffix in ("-wal", "-shm"):  # stale ones would be replayed into the restored file
-                Path(f"{database}{suffix}").unlink(missing_ok=True)
-            if integrity(database) != "ok":
-                raise BackupError("the restored database fails PRAGMA integrity_check")
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+    with chosen_set(config, selector, source, kind, "restore") as (entry, candidate, problems, facts):
+        safety = keep_safety_copy(database, Path(config["backup_dir"]), entry["stamp"])
+        candidate.chmod(0o600)
+        candidate.rename(database)
+        for suffix in ("-wal", "-shm"):  # stale ones would be replayed into the restored file
+            Path(f"{database}{suffix}").unlink(missing_ok=True)
+        if integrity(database) != "ok":
+            raise BackupError("the restored database fails PRAGMA integrity_check")
     return {
         "restored": entry["manifest"], "stamp": entry["stamp"], "kind": entry["kind"], "source": source,
         "backup_created_at": entry.get("created_at"),

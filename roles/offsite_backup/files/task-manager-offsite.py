@@ -152,12 +152,14 @@ def snapshots(config: dict) -> list[dict]:
 
 
 def local_sets(config: dict) -> list[dict]:
-    """The local sets worth copying (a safety set is a restore's leftover), oldest first."""
+    """The local sets worth copying, oldest first. Not a safety set (a restore's leftover),
+    nor the set of an empty database (a rebuilt host's first backup): off the host it would
+    only stand, as the newest, in front of the sets a rebuild needs."""
     found = []
     for path in sorted(Path(config["backup_dir"]).glob("*/backup_*.json")):
         with contextlib.suppress(OSError, ValueError):
             data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("kind") != "safety" and data.get("stamp"):
+            if data.get("kind") != "safety" and data.get("stamp") and (data.get("users") or data.get("tasks")):
                 found.append({**data, "manifest": str(path), "dir": str(path.parent)})
     return sorted(found, key=lambda m: m["stamp"])
 
