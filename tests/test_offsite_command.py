@@ -229,8 +229,11 @@ def test_status_reports_the_newest_snapshot_and_its_age(repo, capsys):
     status, answer, _ = run(capsys, "status")
     assert status == 0 and answer["reachable"] and answer["newest"] is None and answer["local_sets"] == 0
     daily = take(capsys, "--kind", "daily")
+    status, answer, _ = run(capsys, "status")
+    assert (answer["waiting"], 0 <= answer["oldest_waiting_hours"] < 1) == (1, True)
     run(capsys, "copy")
     status, answer, _ = run(capsys, "status")
+    assert (answer["waiting"], answer["oldest_waiting_hours"]) == (0, None)
     assert answer["newest"]["stamp"] == daily["stamp"] and 0 <= answer["newest"]["age_hours"] < 1
     assert answer["copy"]["ok"] and answer["snapshots"] == 1 and answer["local_sets"] == 1
 

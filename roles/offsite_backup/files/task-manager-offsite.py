@@ -351,6 +351,14 @@ def run_status(config: dict, _args) -> dict:
     except OffsiteError as exc:
         answer.update(reachable=False, error=str(exc))
         return answer
+    # Sets still waiting for a copy, and how long the oldest has waited: copies that are
+    # stuck show here, whatever the age of the newest snapshot.
+    there = {s["stamp"] for s in found}
+    waiting = [m for m in local_sets(config) if m["stamp"] not in there]
+    answer["waiting"] = len(waiting)
+    ages = [(dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(m["created_at"])).total_seconds() / 3600
+            for m in waiting if m.get("created_at")]
+    answer["oldest_waiting_hours"] = round(max(ages), 2) if ages else None
     if found:
         newest = found[-1]
         when = dt.datetime.fromisoformat(newest["time"])  # restic's nanoseconds: Python 3.11 truncates them
