@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: help venv system-deps lint runbook lock test test-app test-fuzz test-browser test-release clean
+.PHONY: help venv system-deps lint runbook lock checks test test-app test-fuzz test-browser test-release clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -62,7 +62,15 @@ test-browser: venv  ## the frontend in a real headless Chromium against a real A
 test-release: venv  ## the release's supply chain (offline, no host), and the host's backup and check commands on temporary files, with their coverage (>= 80 %)
 	$(PY) -m pytest tests --cov=roles/backup/files --cov=roles/offsite_backup/files --cov=roles/host_report/files --cov-report=term-missing --cov-fail-under=80
 
-test: lint test-app test-release test-browser test-hosts  ## everything: lint, API and release tests, browser tests, Molecule, benchmark smoke runs
+checks: venv  ## lint, then the API, release and browser tests, one after the other (no test host)
+	@$(MAKE) --no-print-directory -j1 lint test-app test-release test-browser
+
+# The checks that need no host are one lane among the scenarios, beside the longest one
+# from the start (the scenarios spend much of their time waiting on their hosts); then
+# the longest lanes first, so that the last to end is the cluster scenario.
+TEST_LANES ?= molecule-cluster checks molecule-runbooks molecule-operations bench-smoke molecule-default molecule-preflight
+test: venv test-image  ## everything: the checks, the Molecule scenarios and the benchmark smoke runs, three lanes at a time
+	@$(call run-lanes,$(TEST_LANES))
 
 clean:  ## remove caches and the venv
 	rm -rf $(VENV) .pytest_cache app/.pytest_cache e2e/.pytest_cache .ruff_cache
@@ -74,7 +82,7 @@ export CONTAINERS_CONF := $(abspath molecule/containers.conf)
 SCENARIOS ?= cluster runbooks operations default preflight
 MOLECULE_JOBS ?= 3
 
-.PHONY: test-image test-molecule test-hosts molecule-% demo demo-destroy
+.PHONY: test-image test-molecule test-hosts demo demo-destroy
 
 test-image: ## build (once, cached) the Debian 12 systemd test-host image
 	@scripts/build-test-image.sh >/dev/null
@@ -82,10 +90,25 @@ test-image: ## build (once, cached) the Debian 12 systemd test-host image
 test-molecule: venv test-image  ## every Molecule scenario, three at a time (each one's output together when it ends)
 	@$(MAKE) --no-print-directory -j$(MOLECULE_JOBS) --output-sync=target $(addprefix molecule-,$(SCENARIOS))
 
-# What make test runs on hosts: the scenarios, and the benchmarks' smoke runs in the lane
-# that frees first, beside the cluster scenario's long tail rather than after it.
+# Every lane runs to its end (-k) and keeps its log; the summary printed last names each
+# lane's result, its minutes and, for a failed one, the task that failed: CI shows only the
+# tail of its output, and three lanes' outputs come before it.
+LANES_LOG := .cache/lanes
+SCENARIO_LANES = $(addprefix molecule-,$(SCENARIOS))
+define run-lanes
+rm -rf $(LANES_LOG) && mkdir -p $(LANES_LOG); \
+$(MAKE) --no-print-directory -k -j$(MOLECULE_JOBS) --output-sync=target $(addprefix lane-,$(1)); rc=$$?; \
+$(PY) scripts/lanes-summary.py $(LANES_LOG); exit $$rc
+endef
+
+# The scenarios and the benchmarks' smoke runs, the smoke runs in the lane that frees first.
 test-hosts: venv test-image
-	@$(MAKE) --no-print-directory -j$(MOLECULE_JOBS) --output-sync=target $(addprefix molecule-,$(SCENARIOS)) bench-smoke
+	@$(call run-lanes,$(SCENARIO_LANES) bench-smoke)
+
+lane-%:
+	@start=$$(date +%s); set -o pipefail; \
+	$(MAKE) --no-print-directory $* 2>&1 | tee $(LANES_LOG)/$*.log; rc=$$?; \
+	printf '{"rc": %d, "seconds": %d}\n' $$rc $$(( $$(date +%s) - start )) > $(LANES_LOG)/$*.json; exit $$rc
 
 molecule-%: venv test-image  ## one scenario: make molecule-default
 	$(BIN)/molecule test -s $*
