@@ -63,7 +63,7 @@ test-release: venv  ## the release's supply chain (offline, no host), and the ho
 	$(PY) -m pytest tests --cov=roles/backup/files --cov=roles/offsite_backup/files --cov=roles/host_report/files --cov-report=term-missing --cov-fail-under=80
 
 checks: venv  ## lint, then the API, release and browser tests, one after the other (no test host)
-	@$(MAKE) --no-print-directory -j1 lint test-app test-release test-browser
+	@set -e; for t in lint test-app test-release test-browser; do $(MAKE) --no-print-directory $$t; done
 
 # The checks that need no host are one lane among the scenarios, beside the longest one
 # from the start (the scenarios spend much of their time waiting on their hosts); then
@@ -127,10 +127,12 @@ BENCH_PG_ENV := BENCH_HOST=task-manager-bench-pg BENCH_DB_HOST=task-manager-benc
 BENCH_PG_SMOKE_ENV := BENCH_HOST=task-manager-bench-smoke-pg BENCH_DB_HOST=task-manager-bench-smoke-pgdb \
   BENCH_PORT=18086 BENCH_RESULTS=$(abspath .cache/bench/smoke)
 # A cluster: HAProxy, two app hosts and PostgreSQL, the lb alone on a published port.
+# The app host on SQLite and a backup host that keeps its off-host copies (restic over SFTP).
+BENCH_OFFSITE_ENV := BENCH_HOST=task-manager-bench-o BENCH_BACKUP_HOST=task-manager-bench-o-backup BENCH_PORT=18088
 BENCH_CLUSTER_ENV := BENCH_HOST=task-manager-bench-c-app1 BENCH_APP2_HOST=task-manager-bench-c-app2 \
   BENCH_LB_HOST=task-manager-bench-c-lb BENCH_DB_HOST=task-manager-bench-c-db BENCH_PORT=18097
 
-.PHONY: bench bench-deploy bench-api bench-update bench-drills bench-backup bench-postgresql bench-cluster bench-report \
+.PHONY: bench bench-deploy bench-api bench-update bench-drills bench-backup bench-postgresql bench-cluster bench-offsite bench-report \
   bench-smoke bench-destroy
 
 bench-deploy: venv test-image  ## time a first deploy, a no-op run and an update (new bench host)
@@ -149,10 +151,13 @@ bench-postgresql: venv test-image  ## the API and backup benchmarks again, the d
 bench-cluster: venv test-image  ## two app hosts vs one through HAProxy, and a rolling update under load (four hosts)
 	@set -e; trap '$(BENCH_CLUSTER_ENV) $(BENCH_PY) bench/benchlib.py destroy' EXIT; \
 	$(BENCH_CLUSTER_ENV) $(BENCH_PY) bench/cluster_load.py
+bench-offsite: venv test-image  ## a 100 MB database copied off the host (first, incremental), the host rebuilt from the copy, the RPO
+	@set -e; trap '$(BENCH_OFFSITE_ENV) $(BENCH_PY) bench/benchlib.py destroy' EXIT; \
+	$(BENCH_OFFSITE_ENV) $(BENCH_PY) bench/offsite_copy.py
 bench-report: venv  ## rewrite docs/benchmarks.md from bench/results/
 	$(BENCH_PY) bench/report.py
 
-bench: bench-deploy bench-api bench-update bench-drills bench-backup bench-postgresql bench-cluster bench-report  ## every benchmark (about 25 min), then the report
+bench: bench-deploy bench-api bench-update bench-drills bench-backup bench-postgresql bench-cluster bench-offsite bench-report  ## every benchmark (about 25 min), then the report
 
 bench-smoke: venv test-image  ## a few seconds of each benchmark on its own host: they keep working (part of `make test`)
 	rm -rf .cache/bench/smoke
@@ -169,3 +174,4 @@ bench-destroy:  ## remove the bench hosts
 	$(BENCH_PY) bench/benchlib.py destroy
 	$(BENCH_PG_ENV) $(BENCH_PY) bench/benchlib.py destroy
 	$(BENCH_CLUSTER_ENV) $(BENCH_PY) bench/benchlib.py destroy
+	$(BENCH_OFFSITE_ENV) $(BENCH_PY) bench/benchlib.py destroy

@@ -14,6 +14,7 @@ import http.client
 import json
 import os
 import platform
+import secrets
 import subprocess
 import sys
 import threading
@@ -45,6 +46,10 @@ APP2_HOST_NAME = os.environ.get("BENCH_APP2_HOST", "")
 CLUSTER = bool(LB_HOST_NAME)
 if CLUSTER and not (DB_HOST_NAME and APP2_HOST_NAME):
     raise SystemExit("BENCH_LB_HOST needs BENCH_APP2_HOST and BENCH_DB_HOST: a cluster is lb, two app hosts and db")
+# Set, a backup host (the inventory's backup group) receives the database host's copies
+# over SFTP (restic), on the same network: the off-host copy benchmark.
+BACKUP_HOST_NAME = os.environ.get("BENCH_BACKUP_HOST", "")
+NETWORKED = bool(DB_HOST_NAME or BACKUP_HOST_NAME)
 NETWORK = f"{HOST_NAME}-net"
 # on_host.py reads PostgreSQL through the release's own driver (psycopg, in its venv).
 ON_HOST_PYTHON = "/opt/task-manager/current/venv/bin/python" if DB_HOST_NAME else "python3"
@@ -115,31 +120,45 @@ def host_exists() -> bool:
 
 def other_hosts() -> list[str]:
     """The bench's hosts beside BENCH_HOST: its db host, and a cluster's second app host and lb."""
-    return [name for name in (DB_HOST_NAME, APP2_HOST_NAME, LB_HOST_NAME) if name]
+    return [name for name in (DB_HOST_NAME, APP2_HOST_NAME, LB_HOST_NAME, BACKUP_HOST_NAME) if name]
 
 
 def destroy_host() -> None:
-    others = [*other_hosts(), "--network", NETWORK] if DB_HOST_NAME else []
+    others = [*other_hosts(), "--network", NETWORK] if NETWORKED else []
     _run([str(ROOT / "scripts" / "test-host.py"), "destroy", HOST_NAME, *others], env=_env())
+
+
+def _create_app_host() -> None:
+    network = [f"--network={NETWORK}"] if NETWORKED else []
+    backups = [] if DB_HOST_NAME else [f"--tmpfs={BACKUP_MOUNT}:{BACKUP_FS_SIZE}"]
+    _run([str(ROOT / "scripts" / "test-host.py"), "create", HOST_NAME, f"--publish={LOOPBACK}:{WEB_PORT}:8080",
+          f"--publish={LOOPBACK}:{BASELINE_PORT}:8081", *network, *backups], env=_env())
+
+
+def replace_app_host() -> None:
+    """BENCH_HOST lost with its disk: a bare host under the same name, on the same network."""
+    _run([str(ROOT / "scripts" / "test-host.py"), "destroy", HOST_NAME], env=_env())
+    _create_app_host()
 
 
 def create_host() -> None:
     """A bare host (and its db host): systemd running, nothing deployed (scripts/test-host.py,
     the one test-host definition). The backups get a tmpfs where they are taken."""
     destroy_host()
-    network = [f"--network={NETWORK}"] if DB_HOST_NAME else []
+    network = [f"--network={NETWORK}"] if NETWORKED else []
     backups = [f"--tmpfs={BACKUP_MOUNT}:{BACKUP_FS_SIZE}"]
     create = [str(ROOT / "scripts" / "test-host.py"), "create"]
     if DB_HOST_NAME:
         _run([*create, DB_HOST_NAME, *network, *backups], env=_env())
+    if BACKUP_HOST_NAME:
+        _run([*create, BACKUP_HOST_NAME, *network], env=_env())
     if CLUSTER:
         # The app hosts answer only the lb (nginx refuses any other peer): only the lb publishes.
         _run([*create, APP2_HOST_NAME, *network], env=_env())
         _run([*create, HOST_NAME, *network], env=_env())
         _run([*create, LB_HOST_NAME, f"--publish={LOOPBACK}:{WEB_PORT}:8080", *network], env=_env())
         return
-    _run([*create, HOST_NAME, f"--publish={LOOPBACK}:{WEB_PORT}:8080", f"--publish={LOOPBACK}:{BASELINE_PORT}:8081",
-          *network, *([] if DB_HOST_NAME else backups)], env=_env())
+    _create_app_host()
 
 
 def install_helper() -> None:
@@ -173,11 +192,26 @@ def inventory() -> Path:
     hosts = directory / "hosts.yml"
     hosts.write_text(
         "# Written by bench/benchlib.py: the bench's hosts, deployed with the demo settings.\n"
-        "all:\n  children:\n"
+        "all:\n"
+        + (f"  vars:\n    offsite_backup_password: {offsite_password()}\n    offsite_backup_hourly: true\n"
+           if BACKUP_HOST_NAME else "")
+        + "  children:\n"
         + (f"    lb:\n      hosts:\n{_inventory_host(LB_HOST_NAME)}" if CLUSTER else "")
         + "    task_manager:\n      hosts:\n" + "".join(_inventory_host(h) + app_settings for h in app_hosts)
-        + (f"    db:\n      hosts:\n{_inventory_host(DB_HOST_NAME)}" if DB_HOST_NAME else ""))
+        + (f"    db:\n      hosts:\n{_inventory_host(DB_HOST_NAME)}" if DB_HOST_NAME else "")
+        + (f"    backup:\n      hosts:\n{_inventory_host(BACKUP_HOST_NAME)}" if BACKUP_HOST_NAME else ""))
     return hosts
+
+
+def offsite_password() -> str:
+    """The off-host repository's password, as a vault would hold it: made here once, never
+    committed, kept beside the bench's inventory so that a rebuilt host reads the copies."""
+    path = CACHE / f"offsite-password-{HOST_NAME}"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(24))
+    return path.read_text().strip()
 
 
 @dataclass

@@ -1,10 +1,12 @@
 """The developer tools the scenarios and the bench share: the recap reader, the fixture
-repository builder and the test-host definition's input checks (no podman needed)."""
+repository builder, the test-host definition's input checks (no podman needed), and the RPO the
+off-host benchmark reads from a cron schedule."""
 
 from __future__ import annotations
 
 import argparse
 import subprocess
+import sys
 
 import pytest
 
@@ -77,3 +79,49 @@ def test_test_hosts_publish_on_loopback_only(value):
         test_host._publish(value)
 
 
+
+
+# ---- bench/offsite_copy.py: the RPO a cron schedule gives ----
+
+CRON = """\
+#Ansible: task-manager daily backup
+30 2 * * * root /usr/local/sbin/task-manager-backup create --kind daily >/dev/null
+#Ansible: task-manager weekly backup
+0 3 * * 0 root /usr/local/sbin/task-manager-backup create --kind weekly >/dev/null
+#Ansible: task-manager monthly backup
+0 4 1 * * root /usr/local/sbin/task-manager-backup create --kind monthly >/dev/null
+#Ansible: task-manager backup retention
+15 5 * * * root /usr/local/sbin/task-manager-backup prune >/dev/null
+#Ansible: task-manager offsite copy
+50 * * * * root /usr/local/sbin/task-manager-offsite copy >/dev/null
+#Ansible: task-manager offsite hourly
+45 * * * * root /usr/local/sbin/task-manager-backup create --kind hourly >/dev/null \
+&& /usr/local/sbin/task-manager-offsite copy >/dev/null
+"""
+
+
+@pytest.fixture(scope="module")
+def offsite_bench():
+    # The bench's scripts import benchlib by name, as they do when run from bench/.
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        yield load_script("offsite_copy", ROOT / "bench" / "offsite_copy.py")
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+
+
+def test_the_rpo_of_a_daily_set_copied_hourly_is_a_day_and_the_wait_for_the_copy(offsite_bench):
+    lines = [x for x in offsite_bench.cron_lines(CRON) if not x["hourly"]]
+    assert len(lines) == 4  # three that make sets, one that copies; prune makes and copies nothing
+    assert offsite_bench.worst_rpo_minutes(lines) == 24 * 60 + 20
+
+
+def test_an_hourly_set_and_its_copy_bring_the_rpo_to_an_hour(offsite_bench):
+    assert offsite_bench.worst_rpo_minutes(offsite_bench.cron_lines(CRON)) == 60
+
+
+def test_a_copy_started_with_a_set_leaves_it_to_the_next_copy(offsite_bench):
+    cron = ("30 2 * * * root /usr/local/sbin/task-manager-backup create --kind daily\n"
+            "30 2,14 * * * root /usr/local/sbin/task-manager-offsite copy\n")
+    # The 02:30 copy cannot hold the set cron starts beside it: the 14:30 one does.
+    assert offsite_bench.worst_rpo_minutes(offsite_bench.cron_lines(cron)) == 36 * 60

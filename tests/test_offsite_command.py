@@ -225,6 +225,29 @@ def test_a_new_host_fetches_the_newest_set_and_the_backup_command_restores_it(re
     assert not list(repo.backup_dir.glob(".offsite-fetch-*"))
 
 
+def test_a_restore_drill_verifies_the_newest_copy_apart_from_the_live_sets(repo, capsys):
+    add_tasks(repo.database, 2)
+    newest = take(capsys, "--kind", "daily")
+    assert run(capsys, "copy")[0] == 0
+    add_tasks(repo.database, 1)  # written after the copy: the live database moves on
+    live_sets = sorted(p for p in repo.backup_dir.rglob("*") if p.is_file() and "offsite" not in p.name)
+    status, fetched, err = run(capsys, "fetch", "latest", "--drill")
+    assert status == 0, err
+    assert (fetched["stamp"], fetched["changed"]) == (newest["stamp"], True)
+    assert fetched["manifest"].startswith(str(repo.backup_dir / "drill" / "daily"))
+    assert [m["stamp"] for m in backup.manifests(repo.backup_config)] == [newest["stamp"]]  # not listed twice
+    assert backup.main(["verify", "latest", "--drill"]) == 0
+    verified = json.loads(capsys.readouterr().out)
+    assert (verified["drill"], verified["stamp"], verified["tasks"]) == (True, newest["stamp"], newest["tasks"])
+    assert not (repo.backup_dir / "drill").exists()
+    assert sorted(p for p in repo.backup_dir.rglob("*") if p.is_file() and "offsite" not in p.name) == live_sets
+    assert task_count(repo.database) == newest["tasks"] + 1
+    # Nothing fetched, nothing to drill on: said, exit status 3.
+    assert backup.main(["verify", "latest", "--drill"]) == 3
+    assert "holds no set" in capsys.readouterr().err
+    assert run(capsys, "list", "--drill")[0] == 2
+
+
 def test_status_reports_the_newest_snapshot_and_its_age(repo, capsys):
     status, answer, _ = run(capsys, "status")
     assert status == 0 and answer["reachable"] and answer["newest"] is None and answer["local_sets"] == 0

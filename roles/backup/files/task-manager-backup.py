@@ -12,7 +12,7 @@ written by the base role) and its own settings from TASK_MANAGER_BACKUP_CONFIG (
   task-manager-backup list [--kind KIND] [--json]
   task-manager-backup prune [--dry-run]
   task-manager-backup restore latest|latest-good|<stamp>|<manifest> [--from db|dump] [--kind KIND]
-  task-manager-backup verify latest|latest-good|<stamp>|<manifest> [--from db|dump] [--kind KIND]
+  task-manager-backup verify latest|latest-good|<stamp>|<manifest> [--from db|dump] [--kind KIND] [--drill]
 
 A backup set is a manifest backup_<stamp>.json beside its files:
   task_manager_<stamp>.db    copy through SQLite's online backup API
@@ -74,6 +74,8 @@ SQLITE3 = "/usr/bin/sqlite3"
 KINDS = ("hourly", "daily", "weekly", "monthly", "manual", "pre-update")
 PRUNED_KINDS = (*KINDS, "safety")
 FULL_KINDS = ("weekly", "monthly")
+# Where `task-manager-offsite fetch --drill` puts a set for a restore drill: never a kind's folder.
+DRILL_DIR = "drill"
 # PostgreSQL's own tools, not Debian's wrappers in /usr/bin (they pick a cluster by guessing).
 PG_BIN = "/usr/lib/postgresql/15/bin"
 
@@ -879,7 +881,20 @@ def run_restore(config: dict, args: argparse.Namespace) -> int:
 
 
 def run_verify(config: dict, args: argparse.Namespace) -> int:
-    print(json.dumps(verify(config, args.selector, args.source, args.kind)))
+    if not args.drill:
+        print(json.dumps(verify(config, args.selector, args.source, args.kind)))
+        return 0
+    # The set `task-manager-offsite fetch --drill` put in the drill folder: the same checks,
+    # then the folder goes, whatever they found (it is a copy of a copy).
+    drill = Path(config["backup_dir"]) / DRILL_DIR
+    if not drill.is_dir():
+        raise NoUsableBackup(f"{drill} holds no set: task-manager-offsite fetch latest --drill puts one there")
+    try:
+        result = verify({**config, "backup_dir": str(drill)}, args.selector, args.source, args.kind)
+    finally:
+        shutil.rmtree(drill, ignore_errors=True)
+    log(config, f"restore drill ok: {result.get('stamp')} holds tasks={result.get('tasks')}")
+    print(json.dumps({**result, "drill": True}))
     return 0
 
 
@@ -912,11 +927,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--label", default=None, help="free text kept in the manifest (for example the release)")
     parser.add_argument("--json", action="store_true", help="list: print JSON")
     parser.add_argument("--dry-run", action="store_true", help="prune: say what would go, remove nothing")
+    parser.add_argument("--drill", action="store_true",
+                        help="verify: the set task-manager-offsite fetch --drill fetched, then remove it")
     args = parser.parse_args(argv)
     if args.command in ("restore", "verify") and not args.selector:
         parser.error(f"{args.command} needs latest, latest-good, a stamp or a manifest")
     if args.command == "create" and args.selector:
         parser.error(f"{args.command} takes no selector")
+    if args.drill and args.command != "verify":
+        parser.error("only verify takes --drill")
     return args
 
 

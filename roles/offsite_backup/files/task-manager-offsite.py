@@ -12,8 +12,10 @@ its password file, how long each kind of set is kept, where its state is written
   task-manager-offsite forget      each kind's retention, then restic prune
   task-manager-offsite check       restic check, reading back a sample of the data
   task-manager-offsite list        this host's snapshots
-  task-manager-offsite fetch latest|<stamp>|<snapshot id> [--kind KIND]
-                                   a snapshot's set back into the backup directory
+  task-manager-offsite fetch latest|<stamp>|<snapshot id> [--kind KIND] [--drill]
+                                   a snapshot's set back into the backup directory; with
+                                   --drill into its drill/ folder instead, apart from the
+                                   live sets, for `task-manager-backup verify --drill`
   task-manager-offsite status      the last copy and check, and the newest snapshot
 
 Each local set becomes one snapshot, tagged task-manager, kind:<kind> and stamp:<stamp>,
@@ -46,6 +48,8 @@ DEFAULT_BACKUP_CONFIG = "/etc/task-manager/backup.json"
 DEFAULT_LAYOUT = "/etc/task-manager/layout.json"
 RESTIC = "/usr/bin/restic"  # absolute: root starts this command, PATH decides nothing
 TAG = "task-manager"
+# The backup directory's folder for a restore drill's set (task-manager-backup knows it too).
+DRILL_DIR = "drill"
 # restic prints its progress and errors on stderr; a message keeps the last lines.
 MESSAGE_LINES = 6
 
@@ -323,7 +327,11 @@ def run_fetch(config: dict, args) -> dict:
                 raise OffsiteError(f"snapshot {snap['short_id']} holds {len(manifests)} manifests, not one")
             entry = {**read_json(manifests[0]), "manifest": str(manifests[0]), "dir": str(manifests[0].parent)}
             paths = set_paths(entry)
-            target = backup_dir / entry["kind"]
+            if args.drill:
+                # Never beside the live sets: a drill's set is verified there, then removed.
+                shutil.rmtree(backup_dir / DRILL_DIR, ignore_errors=True)
+                (backup_dir / DRILL_DIR).mkdir(mode=0o700)
+            target = backup_dir / (DRILL_DIR if args.drill else "") / entry["kind"]
             target.mkdir(mode=0o700, exist_ok=True)
             changed = not (target / manifests[0].name).exists()
             if changed:
@@ -334,7 +342,8 @@ def run_fetch(config: dict, args) -> dict:
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     if changed:
-        log(config, f"fetched set {entry['stamp']} ({entry['kind']}) from snapshot {snap['short_id']}")
+        where = " for a restore drill" if args.drill else ""
+        log(config, f"fetched set {entry['stamp']} ({entry['kind']}) from snapshot {snap['short_id']}{where}")
     return {"changed": changed, "snapshot": snap["short_id"], "snapshot_time": snap["time"], "stamp": entry["stamp"],
             "kind": entry["kind"], "manifest": str(target / Path(entry["manifest"]).name),
             "created_at": entry.get("created_at"), "users": entry.get("users"), "tasks": entry.get("tasks"),
@@ -395,11 +404,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("selector", nargs="?", default=None, help="fetch: latest, a set's stamp or a snapshot id")
     parser.add_argument("--kind", default=None, help="fetch: the newest snapshot of this kind of set")
     parser.add_argument("--read-data-subset", default=None, help="check: how much data to read back (5%%, 1/10)")
+    parser.add_argument("--drill", action="store_true",
+                        help="fetch: into the backup directory's drill/ folder, never beside the live sets")
     args = parser.parse_args(argv)
     if args.command == "fetch" and not args.selector:
         parser.error("fetch needs latest, a set's stamp or a snapshot id")
-    if args.command != "fetch" and args.selector:
-        parser.error(f"{args.command} takes no selector")
+    if args.command != "fetch" and (args.selector or args.drill):
+        parser.error(f"{args.command} takes no selector and no --drill")
     return args
 
 
