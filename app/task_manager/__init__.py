@@ -15,7 +15,7 @@ except metadata.PackageNotFoundError:  # running from a checkout that was never 
 def create_app(test_config: dict | None = None) -> Flask:
     """Application factory (flaskr style): config, extensions, logging, blueprints, commands."""
     # Imported here because the modules read __version__ from this package.
-    from . import cli, config, errors, extensions, logging_setup, requestlog  # noqa: PLC0415
+    from . import cli, config, errors, extensions, logging_setup, metrics, requestlog  # noqa: PLC0415
     from .api import auth, health, openapi, tasks  # noqa: PLC0415
 
     app = Flask(__name__, instance_path=config.instance_path_from_env(), instance_relative_config=True)
@@ -24,6 +24,7 @@ def create_app(test_config: dict | None = None) -> Flask:
     extensions.init_app(app)
     errors.register(app)
     requestlog.register(app)
+    metrics.register(app)
     app.register_blueprint(health.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(tasks.bp)

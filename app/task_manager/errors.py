@@ -7,6 +7,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from werkzeug.exceptions import HTTPException
 
+from . import metrics
+
 # Japanese messages for the statuses werkzeug raises by itself; the frontend shows them as they are.
 HTTP_MESSAGES = {
     400: "リクエストが不正です",
@@ -80,6 +82,7 @@ def _database_unavailable(exc: Exception):
     # The driver's own message (libpq's names the host and the reason, never a password).
     reason = getattr(exc, "orig", None) or exc
     current_app.logger.error("Database error: %s", str(reason).strip().replace("\n", " "))
+    metrics.DATABASE_ERRORS.inc()
     return error_response(
         503, "database_unavailable", "データベースが一時的に利用できません", headers={"Retry-After": "5"}
     )

@@ -7,6 +7,7 @@ EnvironmentFile), so operators tune workers without editing the release.
 import contextlib
 import multiprocessing
 import os
+from pathlib import Path
 
 
 def _env_int(name: str, default: int) -> int:
@@ -55,3 +56,28 @@ def post_fork(server, worker):
     pr_set_pdeathsig = 1
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
+# The metrics every worker counts (task_manager/metrics.py), merged at each scrape. Only
+# gunicorn's processes count this way: the directory is handed to prometheus-client here,
+# in the master before any worker imports it, never to the task-manager commands (they run
+# when the service and its runtime directory may not). It starts empty, so no count
+# survives a restart under another worker's pid, and an exited worker is marked dead.
+METRICS_DIR = os.environ.get("TASK_MANAGER_METRICS_DIR", "")
+if METRICS_DIR:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
+
+
+def on_starting(server):
+    if METRICS_DIR:
+        directory = Path(METRICS_DIR)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink(missing_ok=True)
+
+
+def child_exit(server, worker):
+    if METRICS_DIR:
+        from prometheus_client import multiprocess  # noqa: PLC0415  (the master never counts)
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -10,7 +10,7 @@ from jwt import ExpiredSignatureError
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .. import proxy, schemas, throttle, tokens, validation
+from .. import metrics, proxy, schemas, throttle, tokens, validation
 from ..errors import ApiError
 from ..extensions import db
 from ..logging_setup import safe
@@ -75,6 +75,7 @@ def register():
     wait = throttle.register_retry_after(client)
     if wait is not None:
         current_app.logger.warning("登録制限中: client=%s retry_after=%ss", safe(client), wait)
+        metrics.THROTTLED.labels("register").inc()
         raise _too_many(f"登録の試行が多すぎます。{wait}秒後に再試行してください", wait)
     throttle.record_registration(client)
     db.session.commit()
@@ -91,6 +92,7 @@ def _login_wait_or_raise(username: str, client: str | None, what: str) -> None:
         current_app.logger.warning(
             "認証失敗 (%s待機中): username=%s client=%s retry_after=%ss", what, safe(username), safe(client), wait
         )
+        metrics.THROTTLED.labels("login").inc()
         raise _too_many(f"ログイン試行が多すぎます。{wait}秒後に再試行してください", wait)
 
 
@@ -107,6 +109,7 @@ def login():
         throttle.record_login_failure(username, client)
         db.session.commit()
         current_app.logger.warning("認証失敗: username=%s client=%s", safe(username), safe(client))
+        metrics.LOGIN_FAILURES.labels("login").inc()
         raise ApiError(401, "invalid_credentials", LOGIN_FAILED)
     throttle.clear_login_failures(username, client)
     access, refresh = tokens.issue(user)
@@ -187,6 +190,7 @@ def change_password():
         current_app.logger.warning(
             "認証失敗 (パスワード変更): username=%s client=%s", safe(user.username), safe(client)
         )
+        metrics.LOGIN_FAILURES.labels("password_change").inc()
         raise ApiError(403, "invalid_current_password", "現在のパスワードが正しくありません",
                        field="current_password")
     if new == current:

@@ -21,7 +21,7 @@ from jwt import PyJWTError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import __version__, proxy
+from .. import __version__, metrics, proxy
 from ..extensions import db, engine_name
 
 bp = Blueprint("health", __name__)
@@ -75,6 +75,7 @@ def health():
         db.session.rollback()
         reason = getattr(exc, "orig", None) or exc  # a pool timeout has no driver error
         current_app.logger.error("Health check: database unusable: %s", type(reason).__name__)
+        metrics.DATABASE_ERRORS.inc()
         body.update(
             status="ERROR", message="データベースに接続できません", checks={"database": "error"}
         )

@@ -118,6 +118,17 @@ def document() -> dict:
                                   "503": _json(schemas.HealthDown, "Database unusable")},
                 }
             },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics (every worker's), for the monitoring host",
+                    "description": (
+                        "Prometheus's text format. Never served by the public site: nginx answers it on its "
+                        "metrics port, to the monitoring host and this host only"
+                    ),
+                    "responses": {"200": {"description": "The metrics",
+                                          "content": {"text/plain": {"schema": {"type": "string"}}}}},
+                }
+            },
             "/api/auth/register": {
                 "post": {
                     "summary": "Create an account",

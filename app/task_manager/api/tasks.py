@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, request
 from flask_jwt_extended import current_user, jwt_required
 from sqlalchemy import case, func, or_, select
 
-from .. import schemas, validation
+from .. import metrics, schemas, validation
 from ..errors import ApiError
 from ..extensions import db
 from ..models import TASK_STATUSES, Task
@@ -118,6 +118,9 @@ def create_task():
     _check_quota()
     db.session.add(task)
     db.session.commit()
+    metrics.TASKS_CREATED.inc()
+    if task.status == "completed":
+        metrics.TASKS_COMPLETED.inc()
     return schemas.reply(schemas.Task, task, 201)
 
 
@@ -141,8 +144,11 @@ def get_task(task_id: int):
 @jwt_required()
 def update_task(task_id: int):
     task = _own_task(task_id)
+    was_completed = task.status == "completed"
     _apply(task, validation.body(schemas.TaskCreate if request.method == "PUT" else schemas.TaskPatch))
     db.session.commit()
+    if task.status == "completed" and not was_completed:
+        metrics.TASKS_COMPLETED.inc()
     return schemas.reply(schemas.Task, task)
 
 
