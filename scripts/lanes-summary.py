@@ -10,16 +10,19 @@ import re
 import sys
 from pathlib import Path
 
-TASK = re.compile(r"^TASK \[(.+?)\] \*+")
+TASK = re.compile(r"^TASK \[(.+?)(?:\] \*+|$)")
 FATAL = re.compile(r"^(fatal|failed): \[")
 FIRST_ERROR = re.compile(r"^\[ERROR\]: Task failed|^(fatal|failed): \[")
 FAILED = re.compile(r"^ERROR  |FAILED|Traceback|^E  ")
 WIDTH = 160
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+BOX = re.compile(r"^\s*[│┃|]\s?")
 
 
 def failure_lines(log: Path, limit: int = 8) -> list[str]:
     """The first task that failed in a lane's log, where it is written, and what it said."""
-    lines = log.read_text(errors="replace").splitlines()
+    # Molecule draws its output in boxes, in colour: the lines as Ansible printed them.
+    lines = [BOX.sub("", ANSI.sub("", x)) for x in log.read_text(errors="replace").splitlines()]
     start = next((i for i, x in enumerate(lines) if FIRST_ERROR.match(x)), None)
     if start is None:
         tail = [x for x in lines if FAILED.search(x)] or lines
