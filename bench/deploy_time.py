@@ -18,26 +18,29 @@ def main() -> int:
     b.log(f"making a bare host {b.HOST_NAME}")
     b.create_host()
     first, second = b.new_release(), b.new_release()
-    runs = [
-        ("first deploy of a bare host", b.playbook("deploy.yml", "-e", f"version={first}")),
-        ("deploy.yml again (nothing to do)", b.playbook("deploy.yml", "-e", f"version={first}")),
-        ("update.yml to a new release", b.playbook("update.yml", "-e", f"version={second}")),
-        ("update.yml to the same release (nothing to do)", b.playbook("update.yml", "-e", f"version={second}")),
+    # The runs that change nothing are left out of a smoke run: the scenarios prove them.
+    steps = [
+        ("first deploy of a bare host", "deploy.yml", first, f"< {GOAL_FIRST_DEPLOY_S} s", True),
+        ("deploy.yml again (nothing to do)", "deploy.yml", first, "changed=0", not args.smoke),
+        ("update.yml to a new release", "update.yml", second, "", True),
+        ("update.yml to the same release (nothing to do)", "update.yml", second, "changed=0", not args.smoke),
     ]
-    b.install_helper()
-    goals = {0: f"< {GOAL_FIRST_DEPLOY_S} s", 1: "changed=0", 3: "changed=0"}
     rows = []
-    for index, (step, run) in enumerate(runs):
-        met = {0: run.seconds < GOAL_FIRST_DEPLOY_S, 1: run.changed == 0, 3: run.changed == 0}.get(index)
+    for step, name, version, goal, wanted in steps:
+        if not wanted:
+            continue
+        run = b.playbook(name, "-e", f"version={version}")
+        met = run.seconds < GOAL_FIRST_DEPLOY_S if goal.startswith("<") else (run.changed == 0 if goal else None)
         rows.append({"step": step, "playbook": run.playbook, "seconds": run.seconds, "changed": run.changed,
-                     "goal": goals.get(index, ""), "verdict": "" if met is None else b.verdict(met)})
+                     "goal": goal, "verdict": "" if met is None else b.verdict(met)})
+    b.install_helper()
     b.emit("deploy_time", "Deploy time", [
         {"title": "Each run timed as the operator waits for it", "columns": list(rows[0]), "rows": rows,
          "note": ("The first deploy installs nginx and the other Debian packages from the mirror, builds the "
                   "release (wheel and wheelhouse) on this machine and installs it with pip --no-index.")},
     ], smoke=args.smoke, method={"host": "a new bare test-host container each run",
                                  "releases": "two builds of the project's committed code (bench-N tags)"})
-    return 0 if rows[1]["changed"] == 0 and rows[3]["changed"] == 0 else 1
+    return 0 if all(r["verdict"] != "NOT met" or r["goal"].startswith("<") for r in rows) else 1
 
 
 if __name__ == "__main__":
