@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import sync_playwright
+from playwright.sync_api import expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "app" / "tests"))
@@ -115,10 +115,17 @@ def context(browser):
     context.close()
 
 
+# How long a step and an expectation may wait for the page: a bound, never a figure. make
+# test runs these tests beside the scenarios, and on a loaded machine a task took longer
+# than Playwright's default 5 s to appear after Enter.
+WAIT_MS = 20_000
+expect.set_options(timeout=WAIT_MS)
+
+
 @pytest.fixture
 def page(context):
     page = context.new_page()
-    page.set_default_timeout(10_000)
+    page.set_default_timeout(WAIT_MS)
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     yield page
