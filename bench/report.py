@@ -44,6 +44,13 @@ READING = {
         "or a drain costs no request), which the update's row counts. On separate machines the second host "
         "would add its own cores."
     ),
+    "offsite_copy": (
+        "a second copy of a slightly changed database added almost as much to the repository as the first: "
+        "across successive sets restic deduplicates little of these files, while its compression keeps the "
+        "repository a fraction of their size. Rebuilding a lost host is almost all deploy.yml on the bare host; "
+        "the restore itself (fetch, checks, verify, restore) is the smaller part. The RPO is the schedule's: "
+        "a day and the wait for the hourly copy by default, an hour with offsite_backup_hourly."
+    ),
     "db_backup": (
         "the backup copies in one step (one read snapshot), so writes keep going while it runs; they slow down "
         "because the copy, the integrity check and the dump share the same two cores. The backups on the bench "
