@@ -62,9 +62,9 @@ class BuildInfo:
     scrape: the schema revision is the database's, which an update changes under a live API."""
 
     def collect(self):
-        from .api.health import _release_info  # noqa: PLC0415  (the release record /health reads)
+        from .api.health import release_info  # noqa: PLC0415  (the release record /health reads)
 
-        release = _release_info(current_app.config["RELEASE_INFO_FILE"])
+        release = release_info(current_app.config["RELEASE_INFO_FILE"])
         try:
             schema = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar() or ""
         except SQLAlchemyError:
@@ -78,11 +78,10 @@ class BuildInfo:
 
 @bp.get("/metrics")
 def metrics():
+    registry = CollectorRegistry()
     if os.environ.get(MULTIPROC_ENV):
-        registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
-        registry = CollectorRegistry()
         registry.register(_SingleProcess())
     registry.register(BuildInfo())
     return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)

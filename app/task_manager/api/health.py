@@ -51,7 +51,7 @@ def _answer(body: dict, status: int = 200):
 
 
 @cache
-def _release_info(path: str | None) -> dict:
+def release_info(path: str | None) -> dict:
     # A deployed release lives in releases/<version>/ with its venv inside it, so
     # the release record sits beside the venv unless the config names another file.
     candidate = Path(path) if path else Path(sys.prefix).parent / "RELEASE.json"
@@ -65,7 +65,7 @@ def _release_info(path: str | None) -> dict:
 @bp.get("/health")
 def health():
     body = {"status": "OK", "message": OK_MESSAGE, "version": __version__}
-    body.update(_release_info(current_app.config["RELEASE_INFO_FILE"]))
+    body.update(release_info(current_app.config["RELEASE_INFO_FILE"]))
     body["engine"] = engine_name()  # sqlite or postgresql: which database this API serves
     try:
         db.session.execute(text("SELECT 1 FROM users LIMIT 1")).all()
