@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: help venv system-deps lint runbook lock checks test test-app test-fuzz test-browser test-release clean
+.PHONY: help venv system-deps lint runbook lock checks test test-app test-fuzz test-browser test-release test-rules clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,11 +59,16 @@ test-app: venv  ## API tests, each on a real SQLite file and on PostgreSQL 15 (a
 test-browser: venv  ## the frontend in a real headless Chromium against a real API
 	cd e2e && ../$(PY) -m pytest
 
-test-release: venv  ## the release's supply chain (offline, no host), and the host's backup and check commands on temporary files, with their coverage (>= 80 %)
-	$(PY) -m pytest tests --cov=roles/backup/files --cov=roles/offsite_backup/files --cov=roles/host_report/files --cov-report=term-missing --cov-fail-under=80
+test-release: venv  ## the release's supply chain (offline, no host), and the host's backup, copy, check and notice commands on temporary files, with their coverage (>= 80 %)
+	$(PY) -m pytest tests --cov=roles/backup/files --cov=roles/offsite_backup/files --cov=roles/host_report/files --cov=roles/notify/files --cov-report=term-missing --cov-fail-under=80
 
-checks: venv  ## lint, then the API, release and browser tests, one after the other (no test host)
-	@set -e; for t in lint test-app test-release test-browser; do $(MAKE) --no-print-directory $$t; done
+checks: venv  ## lint, then the alert rules, the API, release and browser tests, one after the other (no test host)
+	@set -e; for t in lint test-rules test-app test-release test-browser; do $(MAKE) --no-print-directory $$t; done
+
+RULES_DIR := roles/monitoring/files
+test-rules:  ## the alert rules: promtool's check, and its unit tests (every alert firing and not firing)
+	promtool check rules $(RULES_DIR)/task-manager.rules.yml
+	cd $(RULES_DIR) && promtool test rules task-manager.rules.test.yml
 
 # The checks that need no host are one lane among the scenarios, beside the longest one
 # from the start (the scenarios spend much of their time waiting on their hosts); then

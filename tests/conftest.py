@@ -18,6 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BACKUP_SCRIPT = ROOT / "roles" / "backup" / "files" / "task-manager-backup.py"
 CHECK_SCRIPT = ROOT / "roles" / "host_report" / "files" / "task-manager-check.py"
+NOTIFY_SCRIPT = ROOT / "roles" / "notify" / "files" / "task-manager-notify.py"
 
 # What counts() and the restore read: users, tasks and Alembic's revision, as the app makes them.
 SCHEMA = """

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import BACKUP_SCRIPT, add_tasks, current_account, load_script, make_database, task_count
 
@@ -629,3 +630,62 @@ def test_sqlite_errors_are_failures(host, db, capsys, monkeypatch):
     monkeypatch.setattr(backup, "online_copy", broken)
     status, _, err = run(capsys, "create")
     assert status == 1 and "file is not a database" in err
+
+
+# --- each kind's last run, for Prometheus (node_exporter's textfile collector) -------------
+
+
+def backup_figures(path: Path) -> dict:
+    """The file as Prometheus reads it: (name, kind) -> value; a malformed line raises."""
+    return {(s.name, s.labels["kind"]): s.value
+            for family in text_string_to_metric_families(path.read_text(encoding="utf-8")) for s in family.samples}
+
+
+def test_each_kinds_last_run_is_kept_for_prometheus_failed_or_not(host, db, capsys):
+    metrics = host.root / "metrics" / "task_manager_backup.prom"
+    metrics.parent.mkdir()
+    host.write_config(metrics_file=str(metrics))
+    before = time.time()
+    daily = create(capsys, "--kind", "daily")
+    weekly = create(capsys, "--kind", "weekly")
+    figures = backup_figures(metrics)
+    assert figures[("task_manager_backup_last_size_bytes", "daily")] == sum(f["bytes"] for f in daily["files"].values())
+    weekly_bytes = sum(f["bytes"] for f in weekly["files"].values())
+    assert figures[("task_manager_backup_last_size_bytes", "weekly")] == weekly_bytes
+    assert before <= figures[("task_manager_backup_last_success_timestamp_seconds", "daily")] <= time.time()
+    assert figures[("task_manager_backup_last_verified", "daily")] == 1
+    assert figures[("task_manager_backup_last_run_failed", "daily")] == 0
+    assert figures[("task_manager_backup_last_duration_seconds", "daily")] > 0
+
+    # A failed daily run: the daily kind says so and keeps its last good set's time; weekly is untouched.
+    host.write_config(encrypt=True)  # the key file is missing
+    status, _, err = run(capsys, "create", "--kind", "daily")
+    assert status == 1, err
+    after = backup_figures(metrics)
+    assert after[("task_manager_backup_last_run_failed", "daily")] == 1
+    assert (after[("task_manager_backup_last_success_timestamp_seconds", "daily")]
+            == figures[("task_manager_backup_last_success_timestamp_seconds", "daily")])
+    assert after[("task_manager_backup_last_run_failed", "weekly")] == 0
+    assert oct(metrics.stat().st_mode & 0o777) == "0o644"
+
+    # The next good run clears it.
+    host.write_config(encrypt=False)
+    create(capsys, "--kind", "daily")
+    assert backup_figures(metrics)[("task_manager_backup_last_run_failed", "daily")] == 0
+
+
+def test_nothing_to_back_up_is_not_a_failed_run(host, capsys):
+    metrics = host.root / "task_manager_backup.prom"
+    host.write_config(metrics_file=str(metrics))
+    host.database.parent.mkdir(parents=True, exist_ok=True)  # the instance folder, without a database yet
+    status, _, err = run(capsys, "create", "--kind", "daily")
+    assert status == 3, err
+    assert not metrics.exists()
+
+
+def test_figures_that_cannot_be_written_never_fail_a_backup(host, db, capsys):
+    host.write_config(metrics_file=str(host.root / "task_manager_backup.prom"))
+    (host.root / "task_manager_backup.json").write_text("{not json", encoding="utf-8")
+    made = create(capsys, "--kind", "daily")
+    assert made["kind"] == "daily"
+    assert "metrics not written" in (host.log_dir / "backup.log").read_text(encoding="utf-8")

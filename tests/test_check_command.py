@@ -16,6 +16,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import CHECK_SCRIPT, current_account, load_script, make_database, write_backup_manifest
 
@@ -433,3 +434,59 @@ def test_the_script_runs_on_the_system_python_alone(host):
     assert [h["ok"] for h in doc["health"]] == [True, True]
     assert json.loads(host.state.read_text(encoding="utf-8")) == {"last_check": doc["checked_at"]}
     assert CHECK_SCRIPT.read_text(encoding="utf-8").startswith("#!/usr/bin/python3\n")
+
+
+# --- the figures for Prometheus (node_exporter's textfile collector) ----------------------
+
+
+def read_textfile(path: Path) -> dict:
+    """The file as Prometheus reads it: (name, figure label) -> value; a malformed line raises."""
+    return {(s.name, s.labels.get("figure")): s.value
+            for family in text_string_to_metric_families(path.read_text(encoding="utf-8")) for s in family.samples}
+
+
+def test_the_textfile_holds_each_figure_beside_the_limit_it_is_held_to(host, capsys):
+    host.backup_set("daily", 30)
+    textfile = host.root / "metrics" / "task_manager_check.prom"
+    textfile.parent.mkdir()
+    status, doc, err = run(capsys, host, "--no-record", "--max-disk-percent", "40", "--textfile", str(textfile))
+    assert status == 0, err
+    figures = read_textfile(textfile)
+    assert figures[("task_manager_check_figure", "disk_percent")] == doc["disk_percent"] == 50.0
+    assert figures[("task_manager_check_limit", "disk_percent")] == 40.0
+    assert figures[("task_manager_check_figure", "database_mb")] == doc["database_mb"]
+    assert figures[("task_manager_check_limit", "database_mb")] == 100.0
+    assert 29.9 < figures[("task_manager_check_figure", "newest_backup_age_hours")] < 30.1
+    assert figures[("task_manager_check_limit", "newest_backup_age_hours")] == 26.0
+    # Not measured (no main PID): no figure, and no alert can compare it; its limit is kept.
+    assert ("task_manager_check_figure", "cpu_percent") not in figures
+    assert figures[("task_manager_check_limit", "cpu_percent")] == 50.0
+    assert figures[("task_manager_check_breaches", None)] == len(doc["breaches"]) == 3  # both disks, the backup
+    assert oct(textfile.stat().st_mode & 0o777) == "0o644"  # node_exporter's user reads it
+    assert [p.name for p in textfile.parent.iterdir()] == ["task_manager_check.prom"]  # no scratch file left
+
+
+def test_an_app_host_of_a_postgresql_deployment_publishes_no_backup_limit(host, capsys):
+    layout = {**host.config, "database_engine": "postgresql", "database_on_this_host": False, "db_host": "tm-db"}
+    (host.root / "backup.json").write_text(json.dumps(layout), encoding="utf-8")
+    textfile = host.root / "task_manager_check.prom"
+    status, _, err = run(capsys, host, "--textfile", str(textfile))
+    assert status == 0, err
+    figures = read_textfile(textfile)
+    assert ("task_manager_check_limit", "newest_backup_age_hours") not in figures
+    assert ("task_manager_check_figure", "database_mb") not in figures
+
+
+def test_a_textfile_that_cannot_be_written_fails_the_check(host, capsys):
+    status, _, err = run(capsys, host, "--textfile", str(host.root / "no-such-dir" / "x.prom"))
+    assert status == 1
+    assert "figures not written to" in err
+
+
+def test_fail_on_breach_exits_2_naming_the_limits_and_0_when_all_are_kept(host, capsys):
+    host.backup_set("daily", 1)
+    status, doc, err = run(capsys, host, "--no-record", "--fail-on-breach")
+    assert (status, doc["breaches"]) == (0, []), err
+    status, doc, err = run(capsys, host, "--no-record", "--fail-on-breach", "--max-disk-percent", "10")
+    assert status == 2
+    assert doc["breaches"] and "LIMITS BROKEN: disk is 50.0 % used (limit 10)" in err

@@ -12,6 +12,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import BACKUP_SCRIPT, ROOT, add_tasks, current_account, load_script, make_database, task_count
 
@@ -115,10 +116,21 @@ def test_copy_sends_each_verified_set_once_and_tags_it(repo, capsys):
     assert state["copy"]["ok"] and state["copy_ok_at"] == state["copy"]["at"]
 
 
+def offsite_figures(path: Path) -> dict:
+    """The file as Prometheus reads it: (name, what) -> value; a malformed line raises."""
+    return {(s.name, s.labels["what"]): s.value
+            for family in text_string_to_metric_families(path.read_text(encoding="utf-8")) for s in family.samples}
+
+
 def test_an_unreachable_repository_fails_the_copy_and_the_next_one_catches_up(repo, capsys):
+    metrics = repo.root / "task_manager_offsite.prom"
+    repo.write(metrics_file=str(metrics))
     first = take(capsys, "--kind", "daily")
     status, first_copy, _ = run(capsys, "copy")
     assert status == 0
+    figures = offsite_figures(metrics)
+    assert figures[("task_manager_offsite_last_run_failed", "copy")] == 0
+    assert figures[("task_manager_offsite_last_added_bytes", "copy")] == first_copy["copied"][0]["bytes_added"] > 0
     moved = repo.root / "repository-away"
     repo.repository.rename(moved)
     add_tasks(repo.database, 2)
@@ -129,6 +141,10 @@ def test_an_unreachable_repository_fails_the_copy_and_the_next_one_catches_up(re
     state = json.loads((repo.backup_dir / "offsite-state.json").read_text(encoding="utf-8"))
     assert state["copy"]["ok"] is False and "restic snapshots failed" in state["copy"]["error"]
     assert state["copy_ok_at"] == first_copy["at"]  # when it last worked, for check.yml's age
+    failed = offsite_figures(metrics)
+    assert failed[("task_manager_offsite_last_run_failed", "copy")] == 1
+    assert (failed[("task_manager_offsite_last_success_timestamp_seconds", "copy")]
+            == figures[("task_manager_offsite_last_success_timestamp_seconds", "copy")])
     # The local sets are untouched, and status says the repository cannot be reached.
     assert sorted(p.name for p in repo.backup_dir.rglob("*") if p.is_file() and p.name != "offsite-state.json") == [
         n for n in files_before if n != "offsite-state.json"]
@@ -139,6 +155,7 @@ def test_an_unreachable_repository_fails_the_copy_and_the_next_one_catches_up(re
     assert status == 0, err
     assert [c["stamp"] for c in answer["copied"]] == [second["stamp"]]
     assert first["stamp"] != second["stamp"]
+    assert offsite_figures(metrics)[("task_manager_offsite_last_run_failed", "copy")] == 0
 
 
 def test_the_set_of_an_empty_database_is_not_copied(repo, capsys):

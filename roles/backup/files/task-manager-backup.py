@@ -62,6 +62,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import time
 from pathlib import Path
 
 DEFAULT_CONFIG = "/etc/task-manager/backup.json"  # retention, encryption, what a full set holds
@@ -900,10 +901,62 @@ def run_verify(config: dict, args: argparse.Namespace) -> int:
 
 def run_create(config: dict, args: argparse.Namespace) -> int:
     kind = args.kind or "manual"
-    manifest = create(config, kind, args.label)
+    started = time.time()
+    try:
+        manifest = create(config, kind, args.label)
+    except NoDatabase:
+        raise
+    except Exception:
+        record_run(config, kind, started, None)
+        raise
+    record_run(config, kind, started, manifest)
     log(config, f"{kind} backup ok: tasks={manifest.get('tasks')} {manifest['manifest']}")
     print(json.dumps(manifest))
     return 0
+
+
+# Each kind's last run, for Prometheus: node_exporter's textfile collector reads the .prom
+# file (the settings' metrics_file); the runs are kept as JSON beside it, since one run
+# knows only its own kind.
+BACKUP_METRICS = (
+    ("last_success_timestamp_seconds", "When the kind's last verified set was made (Unix time)"),
+    ("last_duration_seconds", "How long the kind's last run took, failed or not"),
+    ("last_size_bytes", "The size of the kind's last verified set, every file"),
+    ("last_verified", "1: the kind's last set passed every check before it was kept"),
+    ("last_run_failed", "1: the kind's last run failed (no set was kept)"),
+)
+
+
+def record_run(config: dict, kind: str, started: float, manifest: dict | None) -> None:
+    path = config.get("metrics_file")
+    if not path or not Path(path).parent.is_dir():
+        return
+    state_path = Path(path).with_suffix(".json")
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.exists() else {}
+        run = state.setdefault(kind, {})
+        run.update(last_duration_seconds=round(time.time() - started, 3), last_run_failed=int(manifest is None))
+        if manifest is not None:
+            run.update(last_success_timestamp_seconds=round(time.time(), 3), last_verified=1,
+                       last_size_bytes=sum(f["bytes"] for f in manifest["files"].values()))
+        write_public(state_path, json.dumps(state, sort_keys=True) + "\n")
+        lines = []
+        for name, text in BACKUP_METRICS:
+            lines += [f"# HELP task_manager_backup_{name} {text}", f"# TYPE task_manager_backup_{name} gauge"]
+            lines += [f'task_manager_backup_{name}{{kind="{kind}"}} {run[name]}'
+                      for kind, run in sorted(state.items()) if name in run]
+        write_public(Path(path), "\n".join(lines) + "\n")
+    except (OSError, ValueError, KeyError) as exc:
+        # The figures never fail a backup; the log says they are stale.
+        log(config, f"metrics not written to {path}: {exc}")
+
+
+def write_public(path: Path, text: str) -> None:
+    """Whole or not at all (node_exporter may read at any moment), readable by its user."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.chmod(0o644)
+    tmp.replace(path)
 
 
 COMMANDS = {"create": run_create, "list": run_list, "prune": run_prune, "restore": run_restore, "verify": run_verify}

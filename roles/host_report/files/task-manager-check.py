@@ -30,7 +30,7 @@ role: /etc/task-manager/layout.json), TASK_MANAGER_CHECK_STATE (the time of the 
 check, /var/lib/task-manager/check-state.json), TASK_MANAGER_CHECK_FACTS (the release
 history; by default the layout's facts_file).
 Exit status 0 whatever the findings (the report says which limits are broken), 1 when
-the check itself could not run.
+the check itself could not run, 2 with --fail-on-breach when a limit is broken.
 """
 
 from __future__ import annotations
@@ -543,7 +543,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-errors", type=int, default=None)
     parser.add_argument("--max-failed-logins", type=int, default=None)
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--fail-on-breach", action="store_true",
+                        help="exit 2 when a limit is broken (the daily timer's unit, whose failure is told)")
+    parser.add_argument("--textfile", default=None,
+                        help="also write the figures and their limits there, for node_exporter's textfile collector")
     return parser.parse_args(argv)
+
+
+# For Prometheus: each figure of the report that has a limit, with the limit it is held
+# to, so that an alert compares the two and a limit changed in the inventory moves the alert.
+def textfile(report: dict) -> str:
+    table = DATABASE_FIGURE_LIMITS if report.get("kind") == "database" else FIGURE_LIMITS
+    rows = [(key, report.get(key), report["limits"].get(limit)) for key, limit, _ in table]
+    rows.append(("newest_backup_age_hours", report.get("newest_backup_age_hours"),
+                 None if report.get("database_checked_on") else report["limits"].get("backup_age_hours")))
+    lines = ["# HELP task_manager_check_figure A figure the on-host check measured",
+             "# TYPE task_manager_check_figure gauge"]
+    lines += [f'task_manager_check_figure{{figure="{key}"}} {value:g}' for key, value, _ in rows if value is not None]
+    lines += ["# HELP task_manager_check_limit The limit the check holds the figure to",
+              "# TYPE task_manager_check_limit gauge"]
+    lines += [f'task_manager_check_limit{{figure="{key}"}} {limit:g}' for key, _, limit in rows if limit is not None]
+    lines += ["# HELP task_manager_check_breaches The limits the check found broken",
+              "# TYPE task_manager_check_breaches gauge", f"task_manager_check_breaches {len(report['breaches'])}",
+              "# HELP task_manager_check_timestamp_seconds When the check ran (Unix time)",
+              "# TYPE task_manager_check_timestamp_seconds gauge",
+              f"task_manager_check_timestamp_seconds {time.time():.3f}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_textfile(path: Path, text: str) -> None:
+    """Whole or not at all (node_exporter may read at any moment), readable by its user."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.chmod(0o644)
+    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -561,7 +594,16 @@ def main(argv: list[str] | None = None) -> int:
     # The db host counts nothing from logs: there is no "since the last check" to keep.
     if kind == "app" and not args.no_record:
         record(report)
+    if args.textfile:
+        try:
+            write_textfile(Path(args.textfile), textfile(report))
+        except OSError as exc:
+            print(f"task-manager-check: figures not written to {args.textfile}: {exc}", file=sys.stderr)
+            return 1
     print(json.dumps(report, ensure_ascii=False))
+    if args.fail_on_breach and report["breaches"]:
+        print("task-manager-check: LIMITS BROKEN: " + "; ".join(report["breaches"]), file=sys.stderr)
+        return 2
     return 0
 
 

@@ -213,6 +213,42 @@ def record(config: dict, what: str, outcome: dict) -> None:
     scratch = path.with_name(f".{path.name}.new")
     scratch.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
     scratch.replace(path)
+    write_metrics(config, state)
+
+
+def unix_time(stamp: str | None) -> float | None:
+    return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else None
+
+
+# For Prometheus: the last copy and check, from the state, in the .prom file node_exporter's
+# textfile collector reads (the settings' metrics_file; none: not written).
+OFFSITE_METRICS = (
+    ("last_run_failed", "1: the last copy or check failed", lambda s, w: int(not s[w]["ok"])),
+    ("last_success_timestamp_seconds", "When the copy or check last succeeded (Unix time)",
+     lambda s, w: unix_time(s.get(f"{w}_ok_at"))),
+    ("last_added_bytes", "What the last copy added to the repository, before compression",
+     lambda s, w: sum(c.get("bytes_added") or 0 for c in s[w].get("copied", [])) if w == "copy" else None),
+)
+
+
+def write_metrics(config: dict, state: dict) -> None:
+    path = config.get("metrics_file")
+    if not path or not Path(path).parent.is_dir():
+        return
+    lines = []
+    for name, text, value in OFFSITE_METRICS:
+        lines += [f"# HELP task_manager_offsite_{name} {text}", f"# TYPE task_manager_offsite_{name} gauge"]
+        for what in ("copy", "check"):
+            figure = value(state, what) if what in state else None
+            if figure is not None:
+                lines.append(f'task_manager_offsite_{name}{{what="{what}"}} {figure}')
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
+    try:
+        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        tmp.chmod(0o644)
+        tmp.replace(path)
+    except OSError as exc:
+        log(config, f"metrics not written to {path}: {exc}")
 
 
 # ---------------------------------------------------------------------------- commands
