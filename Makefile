@@ -138,7 +138,7 @@ BENCH_CLUSTER_ENV := BENCH_HOST=task-manager-bench-c-app1 BENCH_APP2_HOST=task-m
   BENCH_LB_HOST=task-manager-bench-c-lb BENCH_DB_HOST=task-manager-bench-c-db BENCH_PORT=18097
 
 .PHONY: bench bench-deploy bench-api bench-update bench-drills bench-backup bench-postgresql bench-cluster bench-offsite bench-report \
-  bench-smoke bench-smoke-postgresql bench-destroy
+  bench-smoke bench-smoke-postgresql bench-destroy bench-metrics
 
 bench-deploy: venv test-image  ## time a first deploy, a no-op run and an update (new bench host)
 	$(BENCH_PY) bench/deploy_time.py
@@ -159,15 +159,17 @@ bench-cluster: venv test-image  ## two app hosts vs one through HAProxy, and a r
 bench-offsite: venv test-image  ## a 100 MB database copied off the host (first, incremental), the host rebuilt from the copy, the RPO
 	@set -e; trap '$(BENCH_OFFSITE_ENV) $(BENCH_PY) bench/benchlib.py destroy' EXIT; \
 	$(BENCH_OFFSITE_ENV) $(BENCH_PY) bench/offsite_copy.py
+bench-metrics: venv  ## the API's throughput with the Prometheus metrics on and off, in turns (a local gunicorn, no host)
+	$(BENCH_PY) bench/metrics_cost.py
 bench-report: venv  ## rewrite docs/benchmarks.md from bench/results/
 	$(BENCH_PY) bench/report.py
 
-bench: bench-deploy bench-api bench-update bench-drills bench-backup bench-postgresql bench-cluster bench-offsite bench-report  ## every benchmark (about 25 min), then the report
+bench: bench-deploy bench-api bench-update bench-drills bench-backup bench-postgresql bench-cluster bench-offsite bench-metrics bench-report  ## every benchmark (about 25 min), then the report
 
 bench-smoke: venv test-image  ## a few seconds of each benchmark on its own host: they keep working (part of `make test`)
 	rm -rf .cache/bench/smoke
 	@set -e; trap '$(BENCH_SMOKE_ENV) $(BENCH_PY) bench/benchlib.py destroy' EXIT; \
-	for s in deploy_time api_load update_downtime fault_drills db_backup; do \
+	for s in deploy_time api_load update_downtime fault_drills db_backup metrics_cost; do \
 	  $(BENCH_SMOKE_ENV) $(BENCH_PY) bench/$$s.py --smoke; \
 	done; \
 	$(BENCH_SMOKE_ENV) $(BENCH_PY) bench/report.py --out .cache/bench/smoke/benchmarks.md

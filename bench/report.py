@@ -12,7 +12,7 @@ from pathlib import Path
 import benchlib as b
 
 ORDER = ["api_load", "api_load_postgresql", "db_backup", "db_backup_postgresql", "update_downtime", "cluster_load",
-         "offsite_copy", "deploy_time", "fault_drills"]
+         "offsite_copy", "metrics_cost", "deploy_time", "fault_drills"]
 # What the figures mean and what would move them: words, never figures (those come from runs).
 READING = {
     "api_load": (
@@ -61,7 +61,7 @@ COMMANDS = {
     "api_load": "make bench-api", "db_backup": "make bench-backup", "update_downtime": "make bench-update",
     "deploy_time": "make bench-deploy", "fault_drills": "make bench-drills",
     "api_load_postgresql": "make bench-postgresql", "db_backup_postgresql": "make bench-postgresql",
-    "cluster_load": "make bench-cluster", "offsite_copy": "make bench-offsite",
+    "cluster_load": "make bench-cluster", "offsite_copy": "make bench-offsite", "metrics_cost": "make bench-metrics",
 }
 
 

@@ -61,6 +61,9 @@ def defaults() -> dict:
         # X-Forwarded-For hops to trust (nginx: 1). Applied only to requests that arrive on
         # the proxy's unix socket, never to TCP callers (see proxy.py).
         "TRUSTED_PROXIES": 0,
+        # GET /metrics and the request counters (metrics.py); off: neither, nothing counted
+        # (the benchmark of their cost runs the API both ways).
+        "METRICS_ENABLED": True,
         "TASKS_PER_PAGE": 20,
         "TASKS_MAX_PER_PAGE": 100,
         # A ceiling on one account's tasks, so one account cannot fill the disk. Far above
@@ -192,6 +195,8 @@ def _derive(app: Flask) -> None:
 
 def _validate(app: Flask) -> None:
     cfg = app.config
+    if not isinstance(cfg["METRICS_ENABLED"], bool):
+        raise ConfigError(f"{ENV_PREFIX}_METRICS_ENABLED must be true or false, not {cfg['METRICS_ENABLED']!r}")
     if cfg["ENV_NAME"] not in ENVIRONMENTS:
         raise ConfigError(f"{ENV_PREFIX}_ENV must be one of {', '.join(ENVIRONMENTS)}, not {cfg['ENV_NAME']!r}")
     if cfg["ENV_NAME"] == "production":

@@ -95,6 +95,8 @@ class _SingleProcess:
 
 
 def register(app: Flask) -> None:
+    if not app.config["METRICS_ENABLED"]:
+        return  # no endpoint (404) and nothing counted per request
     app.register_blueprint(bp)
 
     @app.after_request

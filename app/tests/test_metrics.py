@@ -6,9 +6,11 @@ from __future__ import annotations
 import urllib.request
 
 import pytest
+from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from task_manager import create_app
+from task_manager.config import ConfigError
 from tests.conftest import Api, make_config
 from tests.livesrv import live_server
 
@@ -80,6 +82,23 @@ def test_failed_and_throttled_sign_ins_are_counted(client, app_with):
     assert 429 in statuses
     throttled = "task_manager_throttled_total"
     assert value(after, throttled, action="login") - value(before, throttled, action="login") == statuses.count(429)
+
+
+def test_metrics_turned_off_serve_no_endpoint_and_count_nothing(app_with):
+    off = app_with(METRICS_ENABLED=False).test_client()
+    before = sum(REGISTRY.get_sample_value(REQUESTS, {"method": "GET", "route": "/health", "status": s}) or 0
+                 for s in ("200", "503"))
+    assert off.get("/health").status_code in (200, 503)
+    after = sum(REGISTRY.get_sample_value(REQUESTS, {"method": "GET", "route": "/health", "status": s}) or 0
+                for s in ("200", "503"))
+    assert after == before
+    answer = off.get("/metrics")
+    assert answer.status_code == 404 and answer.is_json
+
+
+def test_a_metrics_switch_that_is_not_a_boolean_is_refused(app_with):
+    with pytest.raises(ConfigError, match="METRICS_ENABLED must be true or false"):
+        app_with(METRICS_ENABLED="no")
 
 
 def test_tasks_created_and_completed_are_counted_once(client):
