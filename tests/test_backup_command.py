@@ -683,6 +683,15 @@ def test_nothing_to_back_up_is_not_a_failed_run(host, capsys):
     assert not metrics.exists()
 
 
+def test_a_host_that_does_not_hold_the_database_counts_no_run(host, capsys):
+    metrics = host.root / "task_manager_backup.prom"
+    host.write_config(metrics_file=str(metrics), database_on_this_host=False, database_engine="postgresql",
+                      db_host="tm-db")
+    status, _, err = run(capsys, "create", "--kind", "manual")
+    assert status == 1 and "its backups are taken and restored there" in err
+    assert not metrics.exists()
+
+
 def test_figures_that_cannot_be_written_never_fail_a_backup(host, db, capsys):
     host.write_config(metrics_file=str(host.root / "task_manager_backup.prom"))
     (host.root / "task_manager_backup.json").write_text("{not json", encoding="utf-8")

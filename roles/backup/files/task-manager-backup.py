@@ -929,7 +929,8 @@ BACKUP_METRICS = (
 
 def record_run(config: dict, kind: str, started: float, manifest: dict | None) -> None:
     path = config.get("metrics_file")
-    if not path or not Path(path).parent.is_dir():
+    # An app host of a PostgreSQL deployment refuses every backup: none of its own to count.
+    if not path or not Path(path).parent.is_dir() or not config.get("database_on_this_host", True):
         return
     state_path = Path(path).with_suffix(".json")
     try:
