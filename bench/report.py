@@ -51,6 +51,13 @@ READING = {
         "the restore itself (fetch, checks, verify, restore) is the smaller part. The RPO is the schedule's: "
         "a day and the wait for the hourly copy by default, an hour with offsite_backup_hourly."
     ),
+    "metrics_cost": (
+        "with the metrics on, each request adds one counter and one histogram observation to files that "
+        "prometheus-client maps into memory (multiprocess mode), a few microseconds measured alone; the rest of "
+        "the difference is the rounds' spread, which is why the CPU per request is shown beside the throughput. "
+        "A scrape is not measured here: Prometheus asks every 15 s by default, and each scrape reads every "
+        "worker's file."
+    ),
     "db_backup": (
         "the backup copies in one step (one read snapshot), so writes keep going while it runs; they slow down "
         "because the copy, the integrity check and the dump share the same two cores. The backups on the bench "
