@@ -161,15 +161,17 @@ bench-offsite: venv test-image  ## a 100 MB database copied off the host (first,
 	$(BENCH_OFFSITE_ENV) $(BENCH_PY) bench/offsite_copy.py
 bench-metrics: venv  ## the API's throughput with the Prometheus metrics on and off, in turns (a local gunicorn, no host)
 	$(BENCH_PY) bench/metrics_cost.py
+bench-profile: venv  ## where a list request's time goes, at this checkout and at the baseline revision, beside a minimal Flask app (no host)
+	$(BENCH_PY) bench/list_profile.py
 bench-report: venv  ## rewrite docs/benchmarks.md from bench/results/
 	$(BENCH_PY) bench/report.py
 
-bench: bench-deploy bench-api bench-update bench-drills bench-backup bench-postgresql bench-cluster bench-offsite bench-metrics bench-report  ## every benchmark (about 25 min), then the report
+bench: bench-deploy bench-api bench-update bench-drills bench-backup bench-postgresql bench-cluster bench-offsite bench-metrics bench-profile bench-report  ## every benchmark (about 25 min), then the report
 
 bench-smoke: venv test-image  ## a few seconds of each benchmark on its own host: they keep working (part of `make test`)
 	rm -rf .cache/bench/smoke
 	@set -e; trap '$(BENCH_SMOKE_ENV) $(BENCH_PY) bench/benchlib.py destroy' EXIT; \
-	for s in deploy_time api_load update_downtime fault_drills db_backup metrics_cost; do \
+	for s in deploy_time api_load update_downtime fault_drills db_backup metrics_cost list_profile; do \
 	  $(BENCH_SMOKE_ENV) $(BENCH_PY) bench/$$s.py --smoke; \
 	done; \
 	$(BENCH_SMOKE_ENV) $(BENCH_PY) bench/report.py --out .cache/bench/smoke/benchmarks.md

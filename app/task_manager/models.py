@@ -72,6 +72,19 @@ class Task(db.Model):
         self.status = status
 
 
+class TaskCount(db.Model):
+    """How many tasks a user holds in one status: kept by triggers on `tasks`, never
+    written by the API (task_counts.py). A row exists only while its count is above zero."""
+
+    __tablename__ = "task_counts"
+    # "derived": a copy to another engine makes these rows by its own triggers (dbcopy).
+    __table_args__ = (CheckConstraint("tasks > 0", name="tasks"), {"info": {"derived": True}})
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), primary_key=True)
+    tasks: Mapped[int]
+
+
 class RevokedToken(db.Model):
     """JWT blocklist. Kept in the database so that revocation survives restarts and
     holds across every gunicorn worker."""

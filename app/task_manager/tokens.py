@@ -11,9 +11,9 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from flask import current_app
+from flask import current_app, g
 from flask_jwt_extended import create_access_token, create_refresh_token, decode_token
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from .errors import ApiError, error_response
 from .extensions import db, jwt
@@ -27,26 +27,51 @@ def user_identity(user: User) -> str:
     return str(user.id)
 
 
-@jwt.user_lookup_loader
-def load_user(_header: dict, payload: dict) -> User | None:
+def _user_id(payload: dict) -> int | None:
     try:
-        return db.session.get(User, int(payload["sub"]))
+        return int(payload["sub"])
     except (KeyError, TypeError, ValueError):
         return None
 
 
+def _token_state(payload: dict):
+    """(user, revoked jti, family id, family revoked_at) in one query, kept for the rest of
+    the request: the blocklist check and the user lookup both read it."""
+    cached = g.get("_token_state")
+    if cached is not None and cached[0] is payload:
+        return cached[1]
+    state = None
+    user_id = _user_id(payload)
+    if user_id is not None:
+        family_id = payload.get("fam")
+        query = select(User, RevokedToken.jti, TokenFamily.id, TokenFamily.revoked_at).select_from(User).outerjoin(
+            RevokedToken, RevokedToken.jti == str(payload.get("jti"))
+        ).outerjoin(
+            # A token from before families names none: nothing to join.
+            TokenFamily, TokenFamily.id == (str(family_id) if family_id is not None else None)
+        ).where(User.id == user_id)
+        state = db.session.execute(query).first()
+    g._token_state = (payload, state)
+    return state
+
+
+@jwt.user_lookup_loader
+def load_user(_header: dict, payload: dict) -> User | None:
+    state = _token_state(payload)
+    return state[0] if state is not None else None
+
+
 @jwt.token_in_blocklist_loader
 def is_revoked(_header: dict, payload: dict) -> bool:
-    user = load_user(_header, payload)
-    if user is None:
+    state = _token_state(payload)
+    if state is None:
         return False  # left to the user lookup, which answers user_not_found
-    if payload.get("ver", 0) != user.token_version or db.session.get(RevokedToken, payload["jti"]) is not None:
+    user, revoked_jti, family_id, family_revoked_at = state
+    if payload.get("ver", 0) != user.token_version or revoked_jti is not None:
         return True
-    family_id = payload.get("fam")
-    if family_id is None:
+    if payload.get("fam") is None:
         return False
-    family = db.session.get(TokenFamily, str(family_id))
-    return family is None or family.revoked_at is not None
+    return family_id is None or family_revoked_at is not None
 
 
 def _unauthorized(error: str, message: str):

@@ -20,7 +20,7 @@ def test_init_db_is_idempotent(runner):
     first = runner.invoke(args=["init-db"])
     second = runner.invoke(args=["init-db"])
     assert first.exit_code == second.exit_code == 0
-    assert "revision 0003" in second.output
+    assert "revision 0004" in second.output
 
 
 def test_create_user_then_login(runner, client):
@@ -176,7 +176,7 @@ def _json(runner, *args) -> dict:
 
 def test_schema_reports_the_revision_and_the_heads(runner):
     schema = _json(runner, "schema")
-    assert schema["current"] == schema["heads"][0] == "0003"
+    assert schema["current"] == schema["heads"][0] == "0004"
     assert schema["at_head"] is True
 
 
@@ -186,17 +186,17 @@ def test_schema_reads_another_releases_migrations(runner, tmp_path):
     site = tmp_path / "v0" / "venv" / "lib" / python / "site-packages"
     target = site / "task_manager" / "migrations"
     shutil.copytree(MIGRATIONS_DIR, target)
-    (target / "versions" / "0003_token_families.py").unlink()
-    assert _json(runner, "schema", "--migrations-of", str(tmp_path / "v0"))["heads"] == ["0002"]
+    (target / "versions" / "0004_task_counts.py").unlink()
+    assert _json(runner, "schema", "--migrations-of", str(tmp_path / "v0"))["heads"] == ["0003"]
     missing = runner.invoke(args=["schema", "--migrations-of", str(tmp_path / "nothing")])
     assert missing.exit_code != 0 and "no task_manager migrations" in missing.output
 
 
 def test_migrate_down_and_up_says_what_changed(runner):
-    assert _json(runner, "migrate", "--to", "0002") == {"from": "0003", "to": "0002", "changed": True}
+    assert _json(runner, "migrate", "--to", "0002") == {"from": "0004", "to": "0002", "changed": True}
     assert _json(runner, "migrate", "--to", "0002") == {"from": "0002", "to": "0002", "changed": False}
-    assert _json(runner, "migrate") == {"from": "0002", "to": "0003", "changed": True}
-    assert _json(runner, "migrate") == {"from": "0003", "to": "0003", "changed": False}
+    assert _json(runner, "migrate") == {"from": "0002", "to": "0004", "changed": True}
+    assert _json(runner, "migrate") == {"from": "0004", "to": "0004", "changed": False}
 
 
 def test_migrate_refuses_an_unknown_revision(runner):

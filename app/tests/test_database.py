@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from task_manager.extensions import MIGRATIONS_DIR, db
 from task_manager.models import Task, User, utcnow
 
-TABLES = {"users", "tasks", "revoked_tokens", "login_failures", "token_families"}
+TABLES = {"users", "tasks", "revoked_tokens", "login_failures", "token_families", "task_counts"}
 
 
 def _tables() -> set[str]:
@@ -140,7 +140,7 @@ def test_migrations_run_from_empty_and_back(app):
         upgrade(directory=MIGRATIONS_DIR)
         db.engine.dispose()
         assert TABLES | {"alembic_version"} <= _tables()
-        assert db.session.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert db.session.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
         assert _diff() == []
         db.session.remove()
         downgrade(directory=MIGRATIONS_DIR, revision="base")

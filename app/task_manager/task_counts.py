@@ -1,0 +1,133 @@
+"""How many tasks each user holds in each status, kept by the database itself.
+
+The list answers its counts (and its total, when no search narrows it) from these rows
+instead of counting the account's tasks on every request: reading three rows costs the
+same for 10 tasks as for 10,000. Triggers on `tasks` keep them, so every writer keeps
+them right, the API and the manual's own SQL alike (the 90-day purge is a DELETE). A row
+exists only while its count is above zero: the rows are a function of `tasks` alone,
+which lets a copy to another engine be compared table by table (dbcopy).
+
+SQLite loses a table's triggers when a migration rebuilds it (Alembic's batch mode copies
+and renames, which a later release's DROP COLUMN does): `ensure()`, run after every
+migration, puts them back and counts again when one was missing.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, inspect, text
+
+TABLE = "task_counts"
+
+# Both rows a status change touches are locked in one order (user, then status), so two
+# requests moving tasks of one user in opposite directions cannot deadlock on PostgreSQL.
+POSTGRESQL = (
+    """
+    CREATE OR REPLACE FUNCTION task_counts_add(uid integer, st varchar, delta integer) RETURNS void
+    LANGUAGE plpgsql AS $$
+    BEGIN
+        IF delta > 0 THEN
+            INSERT INTO task_counts (user_id, status, tasks) VALUES (uid, st, delta)
+            ON CONFLICT (user_id, status) DO UPDATE SET tasks = task_counts.tasks + EXCLUDED.tasks;
+        ELSE
+            DELETE FROM task_counts WHERE user_id = uid AND status = st AND tasks = -delta;
+            UPDATE task_counts SET tasks = tasks + delta WHERE user_id = uid AND status = st;
+        END IF;
+    END $$
+    """,
+    """
+    CREATE OR REPLACE FUNCTION task_counts_follow() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF TG_OP = 'INSERT' THEN
+            PERFORM task_counts_add(NEW.user_id, NEW.status, 1);
+        ELSIF TG_OP = 'DELETE' THEN
+            PERFORM task_counts_add(OLD.user_id, OLD.status, -1);
+        ELSIF (OLD.user_id, OLD.status) < (NEW.user_id, NEW.status) THEN
+            PERFORM task_counts_add(OLD.user_id, OLD.status, -1);
+            PERFORM task_counts_add(NEW.user_id, NEW.status, 1);
+        ELSIF (OLD.user_id, OLD.status) > (NEW.user_id, NEW.status) THEN
+            PERFORM task_counts_add(NEW.user_id, NEW.status, 1);
+            PERFORM task_counts_add(OLD.user_id, OLD.status, -1);
+        END IF;
+        RETURN NULL;
+    END $$
+    """,
+    """
+    CREATE TRIGGER task_counts_follow AFTER INSERT OR DELETE OR UPDATE OF user_id, status ON tasks
+    FOR EACH ROW EXECUTE FUNCTION task_counts_follow()
+    """,
+)
+POSTGRESQL_TRIGGERS = ("task_counts_follow",)
+POSTGRESQL_DROP = (
+    "DROP TRIGGER IF EXISTS task_counts_follow ON tasks",
+    "DROP FUNCTION IF EXISTS task_counts_follow()",
+    "DROP FUNCTION IF EXISTS task_counts_add(integer, varchar, integer)",
+)
+
+_SQLITE_ADD = """
+    INSERT INTO task_counts (user_id, status, tasks) VALUES (NEW.user_id, NEW.status, 1)
+    ON CONFLICT (user_id, status) DO UPDATE SET tasks = tasks + 1;
+"""
+# The row at one goes before the decrement, so that no row ever holds zero.
+_SQLITE_REMOVE = """
+    DELETE FROM task_counts WHERE user_id = OLD.user_id AND status = OLD.status AND tasks = 1;
+    UPDATE task_counts SET tasks = tasks - 1 WHERE user_id = OLD.user_id AND status = OLD.status;
+"""
+SQLITE = {
+    "task_counts_insert": (
+        f"CREATE TRIGGER IF NOT EXISTS task_counts_insert AFTER INSERT ON tasks BEGIN {_SQLITE_ADD} END"
+    ),
+    "task_counts_delete": (
+        f"CREATE TRIGGER IF NOT EXISTS task_counts_delete AFTER DELETE ON tasks BEGIN {_SQLITE_REMOVE} END"
+    ),
+    "task_counts_update": (
+        "CREATE TRIGGER IF NOT EXISTS task_counts_update AFTER UPDATE OF user_id, status ON tasks "
+        "WHEN OLD.user_id IS NOT NEW.user_id OR OLD.status IS NOT NEW.status "
+        f"BEGIN {_SQLITE_REMOVE} {_SQLITE_ADD} END"
+    ),
+}
+
+RECOUNT = (
+    "DELETE FROM task_counts",
+    "INSERT INTO task_counts (user_id, status, tasks) "
+    "SELECT user_id, status, count(*) FROM tasks GROUP BY user_id, status",
+)
+
+
+def create(conn: Connection) -> None:
+    """The triggers, then the rows counted from the tasks as they are (a migration's step)."""
+    for statement in POSTGRESQL if conn.dialect.name == "postgresql" else SQLITE.values():
+        conn.exec_driver_sql(statement)
+    for statement in RECOUNT:
+        conn.exec_driver_sql(statement)
+
+
+def drop(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        for statement in POSTGRESQL_DROP:
+            conn.exec_driver_sql(statement)
+    else:
+        for name in SQLITE:
+            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
+
+
+def missing_triggers(conn: Connection) -> list[str]:
+    if conn.dialect.name == "postgresql":
+        present = set(conn.execute(
+            text("SELECT tgname FROM pg_trigger WHERE tgrelid = 'tasks'::regclass AND NOT tgisinternal")
+        ).scalars())
+        return [name for name in POSTGRESQL_TRIGGERS if name not in present]
+    present = set(conn.execute(
+        text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'tasks'")
+    ).scalars())
+    return [name for name in SQLITE if name not in present]
+
+
+def ensure(conn: Connection) -> list[str]:
+    """After any migration: where the table exists and a trigger is gone, every trigger is
+    made again and the rows counted again. Returns the triggers that were missing."""
+    if not inspect(conn).has_table(TABLE):
+        return []  # a schema from before the counts: nothing to keep
+    missing = missing_triggers(conn)
+    if missing:
+        create(conn)
+    return missing
