@@ -138,7 +138,7 @@ BENCH_CLUSTER_ENV := BENCH_HOST=task-manager-bench-c-app1 BENCH_APP2_HOST=task-m
   BENCH_LB_HOST=task-manager-bench-c-lb BENCH_DB_HOST=task-manager-bench-c-db BENCH_PORT=18097
 
 .PHONY: bench bench-deploy bench-api bench-update bench-drills bench-backup bench-postgresql bench-cluster bench-offsite bench-report \
-  bench-smoke bench-smoke-postgresql bench-destroy bench-metrics
+  bench-smoke bench-smoke-postgresql bench-destroy bench-metrics bench-profile
 
 bench-deploy: venv test-image  ## time a first deploy, a no-op run and an update (new bench host)
 	$(BENCH_PY) bench/deploy_time.py
