@@ -40,9 +40,9 @@ READING = {
     ),
     "cluster_load": (
         "each request crosses HAProxy and then nginx on an app host, and every host here shares the same cores, "
-        "so one app host serves about as much as two: the second host's gain is availability (an update, a crash "
-        "or a drain costs no request), which the update's row counts. On separate machines the second host "
-        "would add its own cores."
+        "so one app host serves about as much as two (and with a lower p99: two hosts' workers and PostgreSQL "
+        "compete for the same cores): the second host's gain is availability (an update, a crash or a drain costs "
+        "no request), which the update's row counts. On separate machines the second host would add its own cores."
     ),
     "offsite_copy": (
         "a second copy of a slightly changed database added almost as much to the repository as the first: "
