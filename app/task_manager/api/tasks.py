@@ -29,20 +29,17 @@ def _own_task(task_id: int) -> Task:
     return task
 
 
-def _status_filter(query, status: str | None):
-    if status is None:
-        return query
-    if status == "active":
-        return query.where(Task.status != "completed")
-    return query.where(Task.status == status)
-
-
 def _statuses(status: str | None) -> tuple[str, ...]:
+    """The statuses a list's `status` parameter selects: the filter and the total both read it."""
     if status is None:
         return TASK_STATUSES
     if status == "active":
         return tuple(s for s in TASK_STATUSES if s != "completed")
     return (status,)
+
+
+def _status_filter(query, status: str | None):
+    return query if status is None else query.where(Task.status.in_(_statuses(status)))
 
 
 def _counts() -> dict[str, int]:
