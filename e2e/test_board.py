@@ -44,7 +44,8 @@ def add(page: Page, title: str, *, description: str = "", priority: str | None =
         page.get_by_label("期限", exact=True).fill(due)
     page.get_by_label("新しいタスク").fill(title)
     page.get_by_label("新しいタスク").press("Enter")
-    expect(page.locator(".task .title", has_text=title)).to_be_visible()
+    # the exact title: "late" must not be taken as added because "later" is on the board
+    expect(task(page, title)).to_be_visible()
 
 
 def task(page: Page, title: str):
@@ -135,6 +136,37 @@ def test_sort_and_overdue_marking(page, stack, username):
     # a completed overdue task is no longer marked overdue
     task(page, "late").get_by_role("checkbox").click()
     expect(task(page, "late")).not_to_have_class(re.compile("overdue"))
+
+
+def test_typing_the_next_task_while_one_is_saved_keeps_it(page, stack, username):
+    register(page, stack, username)
+    held = []
+    # The first task's real request, held back until the next task is typed: a slow server, as a
+    # person meets it. Every other request goes straight through.
+    page.route(f"{stack.api_url}/api/tasks",
+               lambda route: held.append(route) if route.request.method == "POST" and not held else route.continue_())
+    page.get_by_label("優先度", exact=True).select_option("high")
+    page.get_by_label("新しいタスク").fill("first")
+    page.get_by_label("新しいタスク").press("Enter")
+    for _ in range(200):  # the route's handler runs while Playwright waits
+        if held:
+            break
+        page.wait_for_timeout(50)
+    assert len(held) == 1, "the first task's request never left the page"
+    page.get_by_label("新しいタスク").fill("second, typed while the first is saved")
+    page.get_by_label("期限", exact=True).fill("2031-01-02")
+    held[0].continue_()
+
+    expect(task(page, "first")).to_be_visible()
+    expect(task(page, "first").locator(".priority")).to_have_text("優先度: 高")
+    # what was sent is cleared, what was typed since is kept
+    expect(page.get_by_label("新しいタスク")).to_have_value("second, typed while the first is saved")
+    expect(page.get_by_label("期限", exact=True)).to_have_value("2031-01-02")
+    expect(page.get_by_label("優先度", exact=True)).to_have_value("medium")
+    page.get_by_label("新しいタスク").press("Enter")
+    expect(task(page, "second, typed while the first is saved")).to_be_visible()
+    expect(page.locator("#remaining")).to_have_text("残り 2 件")
+    expect(page.get_by_label("新しいタスク")).to_have_value("")
 
 
 def test_reload_keeps_session_and_filter_then_sign_out(page, stack, username):

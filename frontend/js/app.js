@@ -313,25 +313,46 @@ function startEdit(item, task) {
   title.select();
 }
 
+// The form's fields and what each sends; the request may take a while, and a person
+// may type the next task meanwhile: only what was sent is cleared when it is saved.
+const NEW_TASK_FIELDS = {
+  title: "#new-title",
+  description: "#new-description",
+  priority: "#new-priority",
+  due_date: "#new-due",
+};
+
+function clearIfUnchanged(field, sent) {
+  if (field.value !== sent) return;
+  if (field instanceof HTMLSelectElement) {
+    const initial = [...field.options].find((option) => option.defaultSelected) ?? field.options[0];
+    field.value = initial.value;
+  } else {
+    field.value = field.defaultValue;
+  }
+}
+
 async function addTask(event) {
   event.preventDefault();
-  const form = event.currentTarget;
-  const title = $("#new-title").value;
-  if (!title.trim()) {
+  const fields = Object.fromEntries(Object.entries(NEW_TASK_FIELDS).map(([name, selector]) => [name, $(selector)]));
+  const sent = Object.fromEntries(Object.entries(fields).map(([name, field]) => [name, field.value]));
+  if (!sent.title.trim()) {
     $("#board-error").textContent = "タイトルを入力してください";
-    $("#new-title").focus();
+    fields.title.focus();
     return;
   }
   try {
     await api.createTask({
-      title,
-      description: $("#new-description").value || null,
-      priority: $("#new-priority").value,
-      due_date: $("#new-due").value || null,
+      title: sent.title,
+      description: sent.description || null,
+      priority: sent.priority,
+      due_date: sent.due_date || null,
     });
-    form.reset();
+    for (const [name, field] of Object.entries(fields)) clearIfUnchanged(field, sent[name]);
     await loadTasks();
-    $("#new-title").focus();
+    // Back to the title for the next task, unless the person is already typing in another field.
+    const typingElsewhere = Object.values(fields).some((field) => field !== fields.title && field === document.activeElement);
+    if (!typingElsewhere) fields.title.focus();
   } catch (error) {
     handleBoardError(error);
   }
