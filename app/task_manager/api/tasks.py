@@ -3,9 +3,11 @@ and what goes out is declared in schemas.py."""
 
 from __future__ import annotations
 
+import functools
+
 from flask import Blueprint, current_app, request
 from flask_jwt_extended import current_user, jwt_required
-from sqlalchemy import case, func, or_, select
+from sqlalchemy import Integer, String, bindparam, case, func, or_, select
 
 from .. import metrics, schemas, validation
 from ..errors import ApiError
@@ -42,36 +44,53 @@ def _status_filter(query, status: str | None):
     return query if status is None else query.where(Task.status.in_(_statuses(status)))
 
 
+# The statements every list runs are built once and executed with new values: building a
+# statement costs more than SQLAlchemy's cached execution of one already built.
+_COUNTS = select(TaskCount.status, TaskCount.tasks).where(TaskCount.user_id == bindparam("user_id", type_=Integer))
+
+
 def _counts() -> dict[str, int]:
     """The caller's tasks in each status, read from the rows the database keeps (task_counts.py)."""
     counts = dict.fromkeys(TASK_STATUSES, 0)
-    counts.update(db.session.execute(
-        select(TaskCount.status, TaskCount.tasks).where(TaskCount.user_id == current_user.id)
-    ).all())
+    counts.update(db.session.execute(_COUNTS, {"user_id": current_user.id}).all())
     return counts
 
 
-def _title_key():
+def _title_key(dialect: str):
     key = func.lower(Task.title)
     # PostgreSQL sorts text by the database's locale, SQLite by code point: "C" is code point
     # order there too, so one list comes out in one order whatever locale the database has.
-    return key.collate("C") if db.engine.dialect.name == "postgresql" else key
+    return key.collate("C") if dialect == "postgresql" else key
 
 
-def _order_by(sort: str):
+def _order_by(sort: str, dialect: str):
     descending = sort.startswith("-")
     key = sort.lstrip("-")
     column = {
         "created_at": Task.created_at,
         "due_date": Task.due_date,
         "priority": PRIORITY_RANK,
-        "title": _title_key(),
+        "title": _title_key(dialect),
     }[key]
     ordered = column.desc() if descending else column.asc()
     tie_break = Task.id.desc() if descending else Task.id.asc()
     if key == "due_date":  # tasks with no due date go last either way
         return [Task.due_date.is_(None), ordered, tie_break]
     return [ordered, tie_break]
+
+
+@functools.cache
+def _page_query(dialect: str, status: str | None, sort: str | None, *, searching: bool):
+    """The statement of one kind of list (a filter, a sort, a search or not) on one engine: a
+    page of it, or, without a sort, the count of its rows. There are a few dozen kinds at most."""
+    query = _status_filter(select(Task).where(Task.user_id == bindparam("user_id", type_=Integer)), status)
+    if searching:
+        pattern = bindparam("pattern", type_=String)
+        query = query.where(or_(Task.title.ilike(pattern, escape="\\"), Task.description.ilike(pattern, escape="\\")))
+    if sort is None:
+        return select(func.count()).select_from(query.subquery())
+    return query.order_by(*_order_by(sort, dialect)).limit(bindparam("limit", type_=Integer)).offset(
+        bindparam("offset", type_=Integer))
 
 
 @bp.get("")
@@ -85,14 +104,14 @@ def list_tasks():
         per_page = min(args.per_page, current_app.config["TASKS_MAX_PER_PAGE"])
 
     counts = _counts()
-    query = _status_filter(select(Task).where(Task.user_id == current_user.id), args.status)
+    dialect = db.engine.dialect.name
+    values = {"user_id": current_user.id, "limit": per_page, "offset": (page - 1) * per_page}
     if q:
-        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        query = query.where(or_(Task.title.ilike(pattern, escape="\\"), Task.description.ilike(pattern, escape="\\")))
-        total = db.session.scalar(select(func.count()).select_from(query.subquery()))
+        values["pattern"] = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        total = db.session.scalar(_page_query(dialect, args.status, None, searching=True), values)
     else:  # the counts already hold it
         total = sum(counts[status] for status in _statuses(args.status))
-    tasks = db.session.scalars(query.order_by(*_order_by(sort)).limit(per_page).offset((page - 1) * per_page)).all()
+    tasks = db.session.scalars(_page_query(dialect, args.status, sort, searching=bool(q)), values).all()
     return schemas.reply(
         schemas.TaskPage, {"tasks": tasks, "total": total, "page": page, "per_page": per_page, "counts": counts}
     )
