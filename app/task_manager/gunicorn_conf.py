@@ -5,6 +5,8 @@ EnvironmentFile), so operators tune workers without editing the release.
 """
 
 import contextlib
+import gc
+import importlib
 import multiprocessing
 import os
 from pathlib import Path
@@ -66,6 +68,31 @@ def post_fork(server, worker):
 METRICS_DIR = os.environ.get("TASK_MANAGER_METRICS_DIR", "")
 if METRICS_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
+
+
+# Shared, not copied four times: the libraries, and the app's own schemas and models, are
+# imported in the master once, before the workers are forked, and the garbage collector is
+# told to leave them alone (gc.freeze), so that it does not write to their pages and make
+# each worker copy them. The app itself is not: each worker still creates it after the fork
+# (preload_app above), and nothing imported here opens a connection or creates a metric
+# (task_manager.metrics, imported by the errors the validation raises, is left to the workers).
+# It is why a release switch restarts the service (update.yml does): a reload (HUP) would
+# start new workers on the libraries the master holds, the old release's.
+PRELOADED = (
+    "flask", "werkzeug", "jwt", "flask_jwt_extended", "flask_cors", "flask_migrate", "flask_sqlalchemy",
+    "sqlalchemy.orm", "pydantic", "prometheus_client", "task_manager.schemas", "task_manager.models",
+)
+# Installed with PostgreSQL's extra only.
+PRELOADED_IF_INSTALLED = ("psycopg", "psycopg_pool")
+
+
+def when_ready(server):
+    for name in PRELOADED:
+        importlib.import_module(name)
+    for name in PRELOADED_IF_INSTALLED:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
+    gc.freeze()
 
 
 def on_starting(server):

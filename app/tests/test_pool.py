@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 import threading
+import urllib.request
+from pathlib import Path
 
 import pytest
 from sqlalchemy import event, text
@@ -13,7 +15,7 @@ from sqlalchemy.pool import Pool
 from task_manager import create_app, gunicorn_conf
 from task_manager.extensions import db
 from tests.conftest import make_config
-from tests.livesrv import APP_DIR
+from tests.livesrv import APP_DIR, live_server
 
 
 @pytest.fixture
@@ -45,6 +47,45 @@ def test_create_app_opens_no_connection(tmp_path, database, connections_opened):
 
 def test_gunicorn_does_not_preload_the_app():
     assert gunicorn_conf.preload_app is False
+
+
+def _gunicorn_processes(cwd) -> tuple[int, list[int]]:
+    """(master, workers) of the gunicorn live_server started in cwd."""
+    mine = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.readlink(f"/proc/{entry.name}/cwd") != str(cwd):
+                continue
+            if b"task_manager.gunicorn_conf" not in Path(f"/proc/{entry.name}/cmdline").read_bytes():
+                continue
+            mine[int(entry.name)] = int(Path(f"/proc/{entry.name}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+    masters = [pid for pid, parent in mine.items() if parent not in mine]
+    assert len(masters) == 1, mine
+    return masters[0], [pid for pid in mine if pid != masters[0]]
+
+
+@pytest.mark.sqlite_only
+def test_gunicorns_master_holds_the_libraries_but_no_connection_and_no_metric(tmp_path, engine):
+    """The libraries are imported once in the master and shared by the forked workers; the
+    master still never opens the database nor creates a metric file a worker could inherit."""
+    env = {"TASK_MANAGER_METRICS_DIR": str(tmp_path / "metrics")}
+    with live_server(tmp_path, workers=2, extra_env=env) as url:
+        for _ in range(10):
+            with urllib.request.urlopen(f"{url}/health", timeout=10) as _response:
+                pass
+        master, workers = _gunicorn_processes(tmp_path)
+        assert len(workers) == 2
+        for pid in (master, *workers):  # pydantic's compiled core is mapped: the library is loaded
+            assert "_pydantic_core" in Path(f"/proc/{pid}/maps").read_text(), pid
+        opened = {os.readlink(f"/proc/{master}/fd/{fd}") for fd in os.listdir(f"/proc/{master}/fd")}
+        assert not [path for path in opened if "task_manager.db" in path], opened
+        files = [f.name for f in (tmp_path / "metrics").glob("*.db")]
+        assert files, "the workers count"
+        assert not [name for name in files if name.endswith(f"_{master}.db")], files
 
 
 def test_the_wsgi_module_loads_with_the_database_down(tmp_path):
