@@ -265,10 +265,12 @@ def fixture_repo() -> Path:
     return CACHE / "repo"
 
 
-def new_release() -> str:
+def new_release(*, broken_health: bool = False) -> str:
     """Tag a new release of the project's committed code in a scratch repository
-    (scripts/fixture-repo.py, the builder Molecule uses too): each call gives an update to deploy."""
-    answer = _run([str(ROOT / "scripts" / "fixture-repo.py"), "next", str(fixture_repo())], env=_env())
+    (scripts/fixture-repo.py, the builder Molecule uses too): each call gives an update to
+    deploy; with broken_health, one whose /health answers 503, which update.yml rolls back."""
+    answer = _run([str(ROOT / "scripts" / "fixture-repo.py"), "next", str(fixture_repo()),
+                   *(["--broken-health"] if broken_health else [])], env=_env())
     return json.loads(answer.stdout)["tag"]
 
 

@@ -237,7 +237,11 @@ def memory_of(pids: list[int]) -> dict:
     return {"processes": len(pids), "pss_bytes": pss, "rss_bytes": rss}
 
 
-def baseline(action: str) -> dict:
+BASELINE_APPS = {"wsgi": "minimal_app:app", "flask": "minimal_app:flask_app"}
+
+
+def baseline(action: str, kind: str = "wsgi") -> dict:
+    """up KIND (wsgi or flask: bench/minimal_app.py) on the baseline's port, or down."""
     if action == "down":
         BASELINE_SITE.unlink(missing_ok=True)
         subprocess.run(["systemctl", "reload", "nginx"], check=True)
@@ -264,7 +268,7 @@ def baseline(action: str) -> dict:
             str(ROOT / "current/venv/bin/gunicorn"),
             "--config",
             "python:task_manager.gunicorn_conf",
-            "minimal_app:app",
+            BASELINE_APPS[kind],
         ],
         check=True,
         capture_output=True,
@@ -283,7 +287,7 @@ def baseline(action: str) -> dict:
     subprocess.run(["nginx", "-t", "-q"], check=True)
     subprocess.run(["systemctl", "reload", "nginx"], check=True)
     time.sleep(1)
-    return {"baseline": "up", "unit": BASELINE_UNIT, "pids": unit_pids(BASELINE_UNIT)}
+    return {"baseline": "up", "app": BASELINE_APPS[kind], "unit": BASELINE_UNIT, "pids": unit_pids(BASELINE_UNIT)}
 
 
 def main(argv: list[str]) -> dict:
@@ -320,7 +324,7 @@ def main(argv: list[str]) -> dict:
         db.close()
         return db_size()
     if command == "baseline":
-        return baseline(args[0])
+        return baseline(*args)
     if command == "fill":
         FILLER.unlink(missing_ok=True)
         free = shutil.disk_usage(BACKUPS).free

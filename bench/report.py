@@ -83,6 +83,20 @@ COMMANDS = {
 }
 
 
+# The API's goals as bench/api_load.py names them (its goals section).
+API_GOALS_TITLE = "Issue 17's goals, judged from this run"
+FAILED_UPDATE_TITLE = "update.yml to a release whose /health fails, under the same load"
+API_GOALS = {
+    "GET /api/tasks?per_page=20 (10,000 tasks), requests/s ÷ minimal Flask GET": ">= 0.5",
+    "GET /api/tasks?per_page=100, the same ratio": ">= 0.3",
+    "create and complete, requests/s ÷ minimal Flask POST (the lower of the two)": ">= 0.4",
+    "p99 of list (20 and 100), create, complete (the worst)": "< 40 ms",
+    "list p99 while 5 sign-ins a second arrive": "< 100 ms",
+    "memory of the service at rest (PSS, all processes)": "< 150 MB",
+    "memory of the service under load (PSS, peak of the samples)": "< 512 MB",
+}
+
+
 def cell(value) -> str:
     if isinstance(value, dict):
         value = ", ".join(f"{k}: {v}" for k, v in value.items())
@@ -95,7 +109,68 @@ def markdown_table(columns: list[str], rows: list[dict]) -> list[str]:
     return lines
 
 
-def render(results: list[dict]) -> str:
+def _row(results: dict, name: str, section_start: str, column: str, value: str) -> dict | None:
+    """The row of result `name` whose `column` is `value`, in the first section whose title starts so."""
+    for section in results.get(name, {}).get("sections", []):
+        if section["title"].startswith(section_start):
+            return next((row for row in section["rows"] if row.get(column) == value), None)
+    return None
+
+
+def _figure(measured, goal: str, ok: bool, where: str) -> dict:
+    return {"measured": measured, "where": where, "goal": goal, "verdict": b.verdict(ok)}
+
+
+NOT_MEASURED = {"measured": "not measured", "where": "", "verdict": "NOT met (not measured)"}
+
+
+def issue_17_goals(found: dict) -> list[dict]:
+    """Every goal issue 17 sets, each with the figure a run left for it, or 'not measured'."""
+    rows = []
+    api = found.get("api_load", {})
+    api_goals = next((s["rows"] for s in api.get("sections", []) if s["title"] == API_GOALS_TITLE), [])
+    for what, goal in API_GOALS.items():
+        row = next((r for r in api_goals if r["what"] == what), None)
+        rows.append({"what": what, "benchmark": "make bench-api", **(
+            {k: row[k] for k in ("measured", "where", "goal", "verdict")} if row and not api.get("smoke")
+            else {**NOT_MEASURED, "goal": goal})})
+    connection = "over the podman connection (the goal is over SSH)"
+    noop = _row(found, "deploy_time", "Each run", "step", "deploy.yml again (nothing to do)")
+    rows.append({"what": "no-op deploy.yml on a deployed host", "benchmark": "make bench-deploy", **(
+        _figure(f"{noop['seconds']} s", "<= 15 s", noop["seconds"] <= 15, connection) if noop
+        else {**NOT_MEASURED, "goal": "<= 15 s"})})
+    update = _row(found, "deploy_time", "Each run", "step", "update.yml to a new release")
+    downtime = next((s["rows"][0] for s in found.get("update_downtime", {}).get("sections", []) if s["rows"]), None)
+    if update and downtime:
+        rows.append({"what": "update.yml without migrations, 0 failed requests", "benchmark": "make bench-deploy, "
+                     "make bench-update", **_figure(
+                         f"{update['seconds']} s alone, {downtime['update_yml_s']} s under load, "
+                         f"{downtime['failed']} failed", "<= 20 s, 0 failed",
+                         update["seconds"] <= 20 and downtime["failed"] == 0, connection)})
+    else:
+        rows.append({"what": "update.yml without migrations, 0 failed requests", "benchmark": "make bench-deploy",
+                     **NOT_MEASURED, "goal": "<= 20 s, 0 failed"})
+    failed = next((s["rows"][0] for s in found.get("update_downtime", {}).get("sections", [])
+                   if s["title"] == FAILED_UPDATE_TITLE and s["rows"]), None)
+    rows.append({"what": "update whose release fails /health: from the switch to the old release serving again",
+                 "benchmark": "make bench-update", **(
+                     _figure(f"{failed['switch_to_old_serving_s']} s, {failed['failed']} failed",
+                             failed["goal"], failed["verdict"] == "met", connection) if failed
+                     else {**NOT_MEASURED, "goal": "<= 20 s"})})
+    backup = _row(found, "db_backup", "The backup itself", "integrity", "ok")
+    during = _row(found, "db_backup", "Write latency", "phase", "writes while the backup runs")
+    if backup and during:
+        rows.append({"what": f"verified backup of a {backup['database_mb']} MB database, write p99 meanwhile",
+                     "benchmark": "make bench-backup", **_figure(
+                         f"{backup['backup_seconds']} s, p99 {during['p99_ms']} ms", "<= 8 s, p99 < 50 ms",
+                         backup["backup_seconds"] <= 8 and during["p99_ms"] < 50, "SQLite, backups on a tmpfs")})
+    else:
+        rows.append({"what": "verified backup of a 100 MB database, write p99 meanwhile",
+                     "benchmark": "make bench-backup", **NOT_MEASURED, "goal": "<= 8 s, p99 < 50 ms"})
+    return rows
+
+
+def render(results: list[dict], found: dict | None = None) -> str:
     out = ["# Benchmarks", "",
            "<!-- Generated by `make bench-report` (bench/report.py) from bench/results/*.json. Do not edit. -->", "",
            "Figures measured on a deployed bench host by the scripts in `bench/`; each section says how. "
@@ -106,6 +181,13 @@ def render(results: list[dict]) -> str:
         machine = results[0]["machine"]
         out += ["## The machine", ""]
         out += [f"- {k}: {v}" for k, v in machine.items()]
+        out.append("")
+    if found is not None:
+        out += ["## Issue 17's goals: speed", "",
+                "Each goal with the figure the latest run of its benchmark left; a goal no benchmark measures "
+                "yet is listed as not measured, never left out. What each figure means and what it would take "
+                "is in its benchmark's section below.", ""]
+        out += markdown_table(["what", "benchmark", "where", "measured", "goal", "verdict"], issue_17_goals(found))
         out.append("")
     goals = []
     for result in results:
@@ -150,7 +232,7 @@ def main() -> int:
     results = [found[name] for name in ORDER if name in found]
     if not results:
         raise SystemExit(f"no results in {args.results}: run `make bench` first")
-    args.out.write_text(render(results), encoding="utf-8")
+    args.out.write_text(render(results, found), encoding="utf-8")
     print(f"written: {args.out} ({len(results)} benchmarks)")
     return 0
 

@@ -102,6 +102,14 @@ def set_version(repo: Path, old: str, new: str) -> None:
     patch(repo / "app/pyproject.toml", f'version = "{old}"', f'version = "{new}"')
 
 
+def break_health(pkg: Path) -> None:
+    """/health answers 503 although everything works: a release update.yml must roll back."""
+    patch(pkg / "api/health.py", '    body["checks"] = {"database": "ok"}\n',
+          '    body["checks"] = {"database": "ok"}\n'
+          '    body["status"] = "BROKEN"  # the fixture release that must roll back\n'
+          '    return jsonify(body), 503\n')
+
+
 def releases(dest: Path) -> dict:
     subprocess.run(["rm", "-rf", str(dest)], check=True)
     init(dest)
@@ -124,19 +132,18 @@ def releases(dest: Path) -> dict:
 
     (pkg / "migrations/versions/9002_task_labels.py").write_text(
         add_column_migration("9002", "9001", "label", "sa.String(32)", "Add tasks.label."))
-    patch(pkg / "api/health.py", '    body["checks"] = {"database": "ok"}\n',
-          '    body["checks"] = {"database": "ok"}\n'
-          '    body["status"] = "BROKEN"  # the fixture release that must roll back\n'
-          '    return jsonify(body), 503\n')
+    break_health(pkg)
     set_version(dest, "1.1.0", "1.2.0")
     commit_and_tag(dest, "v1.2.0")
     return {"repo": str(dest), "tags": ["v1.0.0", "v1.1.0", "v1.2.0"], "base_schema": base}
 
 
-def next_release(dest: Path) -> dict:
+def next_release(dest: Path, *, broken_health: bool = False) -> dict:
     if not (dest / ".git").exists():
         init(dest)
     export_project(dest)
+    if broken_health:
+        break_health(dest / PKG)
     tags = git(dest, "tag", "--list", "bench-*").split()
     number = 1 + max((int(t.split("-")[1]) for t in tags), default=0)
     tag = f"bench-{number}"
@@ -151,10 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("releases", "v1.0.0, v1.1.0 and v1.2.0 (rebuilt from scratch)"),
                        ("next", "one more bench-N release")):
-        sub.add_parser(name, help=text).add_argument("dest", type=Path)
+        command = sub.add_parser(name, help=text)
+        command.add_argument("dest", type=Path)
+        if name == "next":
+            command.add_argument("--broken-health", action="store_true", help="its /health answers 503")
     args = parser.parse_args(argv)
     dest = args.dest.resolve()
-    answer = releases(dest) if args.command == "releases" else next_release(dest)
+    answer = releases(dest) if args.command == "releases" else next_release(dest, broken_health=args.broken_health)
     print(json.dumps(answer))
     return 0
 

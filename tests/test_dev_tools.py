@@ -62,8 +62,17 @@ def test_fixture_releases_and_next(tmp_path):
                               capture_output=True, text=True, check=True).stdout
     assert "9002_task_labels.py" in versions
     first = fixture_repo.next_release(tmp_path / "bench")
-    second = fixture_repo.next_release(tmp_path / "bench")
-    assert (first["tag"], second["tag"]) == ("bench-1", "bench-2")
+    second = fixture_repo.next_release(tmp_path / "bench", broken_health=True)
+    third = fixture_repo.next_release(tmp_path / "bench")
+    assert (first["tag"], second["tag"], third["tag"]) == ("bench-1", "bench-2", "bench-3")
+
+    def health_of(tag):
+        return subprocess.run(["git", "-C", first["repo"], "show", f"{tag}:app/task_manager/api/health.py"],
+                              capture_output=True, text=True, check=True).stdout
+
+    # only the release asked for is broken; the next one is the project's code again
+    assert [("return jsonify(body), 503" in health_of(t)) for t in ("bench-1", "bench-2", "bench-3")] == [
+        False, True, False]
 
 
 def test_fixture_patch_fails_loudly(tmp_path):
