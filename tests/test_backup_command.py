@@ -169,6 +169,22 @@ def test_a_dump_that_does_not_load_back_the_same_rows_is_refused(host, db, tmp_p
         backup.verify_dump(dump_file, {"users": 2, "tasks": 6, "schema_revision": "0003"}, tmp_path / "v.db")
 
 
+def test_the_dump_loaded_while_it_is_written_must_hold_the_copys_rows(host, db, tmp_path):
+    with pytest.raises(backup.BackupError, match="the SQL dump holds"):
+        backup.dump_and_verify(db, tmp_path / "dump.sql.gz", {"users": 2, "tasks": 6, "schema_revision": "0003"},
+                               tmp_path / "v.db")
+    expected = backup.counts(db)
+    backup.dump_and_verify(db, tmp_path / "dump.sql.gz", expected, tmp_path / "v2.db")
+    assert backup.counts(tmp_path / "v2.db") == expected
+    # the file written is the dump that loaded: loading it again gives the same rows
+    backup.verify_dump(tmp_path / "dump.sql.gz", expected, tmp_path / "v3.db")
+
+
+def test_a_dump_that_cannot_be_loaded_is_refused_with_sqlites_reason(host, db, tmp_path):
+    with pytest.raises(backup.BackupError, match=r"the SQL dump does not load into a database: .*unable to open"):
+        backup.dump_and_verify(db, tmp_path / "dump.sql.gz", backup.counts(db), tmp_path / "no-such-dir" / "v.db")
+
+
 def lose_an_index_row(path: Path) -> None:
     """Damage a database the way integrity_check finds (and not the way opening it does):
     a user added to the table while its unique index keeps the page it had before."""
