@@ -52,6 +52,13 @@ BACKUP_HOST_NAME = os.environ.get("BENCH_BACKUP_HOST", "")
 NETWORKED = bool(DB_HOST_NAME or BACKUP_HOST_NAME)
 NETWORK = f"{HOST_NAME}-net"
 # on_host.py reads PostgreSQL through the release's own driver (psycopg, in its venv).
+# The one app host of the single-host benches is reached as a real server is: over SSH as
+# deploy with sudo (scripts/test-host.py --ssh-key), its port 22 published on 127.0.0.1, so
+# that the playbooks' timings are the production path's. The multi-host benches' hosts stay
+# on the podman connection (only their entry point is published).
+SSH = not NETWORKED and not CLUSTER
+SSH_PORT = WEB_PORT + 100
+SSH_DIR = CACHE / f"ssh-{HOST_NAME}"
 ON_HOST_PYTHON = "/opt/task-manager/current/venv/bin/python" if DB_HOST_NAME else "python3"
 PASSWORD = "bench-password-1"  # a throwaway account on a throwaway host
 
@@ -128,11 +135,29 @@ def destroy_host() -> None:
     _run([str(ROOT / "scripts" / "test-host.py"), "destroy", HOST_NAME, *others], env=_env())
 
 
+def ssh_key() -> Path:
+    """The bench's own key pair (made once, kept in .cache); a new host's keys are learnt anew."""
+    SSH_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+    key = SSH_DIR / "id_ed25519"
+    if not key.exists():
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "task-manager-bench", "-f", str(key)])
+    return key
+
+
 def _create_app_host() -> None:
     network = [f"--network={NETWORK}"] if NETWORKED else []
     backups = [] if DB_HOST_NAME else [f"--tmpfs={BACKUP_MOUNT}:{BACKUP_FS_SIZE}"]
+    ssh = []
+    if SSH:
+        (SSH_DIR / "known_hosts").unlink(missing_ok=True)
+        ssh = [f"--publish={LOOPBACK}:{SSH_PORT}:22", f"--ssh-key={ssh_key()}.pub"]
     _run([str(ROOT / "scripts" / "test-host.py"), "create", HOST_NAME, f"--publish={LOOPBACK}:{WEB_PORT}:8080",
-          f"--publish={LOOPBACK}:{BASELINE_PORT}:8081", *network, *backups], env=_env())
+          f"--publish={LOOPBACK}:{BASELINE_PORT}:8081", *ssh, *network, *backups], env=_env())
+
+
+def reached_as_configured() -> bool:
+    """The host is reached the way this bench reaches it (an older bench host has no SSH port)."""
+    return not SSH or podman("port", HOST_NAME, "22/tcp", check=False).returncode == 0
 
 
 def replace_app_host() -> None:
@@ -168,6 +193,14 @@ def install_helper() -> None:
 
 
 def _inventory_host(name: str) -> str:
+    if SSH and name == HOST_NAME:
+        return (f"        {name}:\n          ansible_connection: ssh\n          ansible_host: {LOOPBACK}\n"
+                f"          ansible_port: {SSH_PORT}\n          ansible_user: deploy\n          ansible_become: true\n"
+                f"          ansible_ssh_private_key_file: {ssh_key()}\n"
+                f"          ansible_ssh_common_args: -o StrictHostKeyChecking=accept-new"
+                f" -o UserKnownHostsFile={SSH_DIR / 'known_hosts'}\n"
+                # What the host is called where an address is needed, as over the podman connection.
+                f"          task_manager_host_address: {name}\n")
     return f"        {name}:\n          ansible_connection: containers.podman.podman\n          ansible_host: {name}\n"
 
 
@@ -249,7 +282,7 @@ def healthy() -> bool:
 
 def ensure_host() -> None:
     """A deployed bench host: reuse a healthy one, otherwise create and deploy it."""
-    if host_exists() and healthy():
+    if host_exists() and healthy() and reached_as_configured():
         install_helper()
         return
     log(f"creating and deploying {HOST_NAME} (127.0.0.1:{WEB_PORT})")
