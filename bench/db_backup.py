@@ -21,6 +21,9 @@ import benchlib as b
 GOAL_DB_MB = 100
 TASKS = 100_000
 WRITERS = 4
+# The backup rows' names (bench/report.py judges issue 17's goal on the second).
+BACKUP_ALONE = "nothing else running"
+BACKUP_UNDER_WRITES = f"{WRITERS} writers"
 
 
 def mb(n: float) -> float:
@@ -60,6 +63,10 @@ def main() -> int:
 
     grown = b.on_host("grow", "bench_big", str(grow_mb))
     b.log(f"database grown to {mb(grown['database_bytes'])} MB ({grown['tasks']} tasks)")
+    started = time.perf_counter()
+    alone = json.loads(b.database_host_exec("/usr/local/sbin/task-manager-backup", "create", "--kind", "manual",
+                                            "--label", "bench, nothing else running").stdout)
+    alone_seconds = time.perf_counter() - started
     quiet = writes(writer.token, seconds)
 
     stop = threading.Event()
@@ -75,7 +82,6 @@ def main() -> int:
     stop.set()
     load.join()
     manifest = json.loads(backup.stdout)
-    set_bytes = sum(f["bytes"] for f in manifest["files"].values())
 
     latency_rows = [
         {"phase": "writes, no backup running", **{k: quiet[k] for k in ("requests", "rps", "p50_ms", "p95_ms",
@@ -84,10 +90,10 @@ def main() -> int:
                                                                            "p99_ms", "max_ms", "non_2xx", "errors")}},
     ]
     backup_rows = [{
-        "database_mb": mb(grown["database_bytes"]), "tasks": manifest["tasks"],
-        "backup_seconds": round(duration, 1), "backup_set_mb": mb(set_bytes),
-        "files": ", ".join(sorted(manifest["files"])), "integrity": manifest["integrity"],
-    }]
+        "while": while_, "database_mb": mb(grown["database_bytes"]), "tasks": taken["tasks"],
+        "backup_seconds": round(took, 1), "backup_set_mb": mb(sum(f["bytes"] for f in taken["files"].values())),
+        "files": ", ".join(sorted(taken["files"])), "integrity": taken["integrity"],
+    } for while_, taken, took in ((BACKUP_ALONE, alone, alone_seconds), (BACKUP_UNDER_WRITES, manifest, duration))]
     b.emit("db_backup", "Database size and backup under load", [
         {"title": f"Database size ({tasks:,} tasks of a title and a line of description added)",
          "columns": list(size_rows[0]), "rows": size_rows},
@@ -99,7 +105,7 @@ def main() -> int:
                                           "back and counted)"), "columns": list(backup_rows[0]), "rows": backup_rows},
     ], smoke=args.smoke, method={"seeded_tasks": tasks, "grown_to_mb": grow_mb, "writers": WRITERS,
                                  "quiet_phase_s": seconds, "backup_dir": "a tmpfs on the bench host"})
-    return 0 if during.get("requests") and manifest["integrity"] == "ok" else 1
+    return 0 if during.get("requests") and manifest["integrity"] == alone["integrity"] == "ok" else 1
 
 
 if __name__ == "__main__":
