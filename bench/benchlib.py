@@ -59,6 +59,8 @@ NETWORK = f"{HOST_NAME}-net"
 SSH = not NETWORKED and not CLUSTER
 SSH_PORT = WEB_PORT + 100
 SSH_DIR = CACHE / f"ssh-{HOST_NAME}"
+# How the playbooks reach the app host, as the results record it.
+CONNECTION = "over SSH as a sudo user (pipelining)" if SSH else "over the podman connection"
 ON_HOST_PYTHON = "/opt/task-manager/current/venv/bin/python" if DB_HOST_NAME else "python3"
 PASSWORD = "bench-password-1"  # a throwaway account on a throwaway host
 

@@ -39,7 +39,7 @@ def main() -> int:
         {"title": "Each run timed as the operator waits for it", "columns": list(rows[0]), "rows": rows,
          "note": ("The first deploy installs nginx and the other Debian packages from the mirror, builds the "
                   "release (wheel and wheelhouse) on this machine and installs it with pip --no-index.")},
-    ], smoke=args.smoke, method={"host": "a new bare test-host container each run",
+    ], smoke=args.smoke, method={"host": "a new bare test-host container each run", "connection": b.CONNECTION,
                                  "releases": "two builds of the project's committed code (bench-N tags)"})
     return 0 if all(r["verdict"] != "NOT met" or r["goal"].startswith("<") for r in rows) else 1
 

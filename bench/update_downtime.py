@@ -174,7 +174,8 @@ def main() -> int:
                   "seeing 503 from the release it expects, the switch back and the restart.")},
     ], smoke=args.smoke, method={"clients": "2 readers (GET /api/tasks?per_page=20), 1 writer (POST /api/tasks), "
                                  "and /health every 50 ms during the failing update",
-                                 "pace_s": PACE_SECONDS, "update": "update.yml to a new build of the same code "
+                                 "pace_s": PACE_SECONDS, "connection": b.CONNECTION,
+                                 "update": "update.yml to a new build of the same code "
                                  "(no migration; a verified backup is still taken first); then to a build whose "
                                  "/health answers 503"})
     return 0 if updated and failed_row["serving_after"] == failed_row["update"].split(" -> ")[0] else 1
