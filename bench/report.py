@@ -75,6 +75,15 @@ READING = {
         "objects, Flask's request handling, the token's two decodes and the standard library beneath them, none "
         "of them large alone: the next step is the read path without the ORM, not a faster database."
     ),
+    "deploy_time": (
+        "a run that changes nothing still checks everything: well over a hundred tasks, each a round trip "
+        "in which the host starts Python for one module, and on this machine the control node and the host "
+        "share the same two cores. Profiled (profile_tasks), no task stands out: the slowest take one or two "
+        "seconds (facts, the demo account's check, the units and templates), most under one. Reaching the 15 s "
+        "goal would take several times fewer round trips (a role's files compared in one module call, facts "
+        "gathered once and cached, checks skipped when the release is the one running), a restructuring of "
+        "every role rather than a tuning of any; an update adds building the release on the control node."
+    ),
     "db_backup": (
         "the backup copies in one step (one read snapshot), so writes keep going while it runs; they slow down "
         "because the copy, the integrity check and the dump share the same two cores. The dump is loaded into "
