@@ -24,7 +24,8 @@ check = load_script("task_manager_check", CHECK_SCRIPT)
 
 # The keys the check role reads from the document, in the order they are printed.
 REPORT_KEYS = [
-    "checked_at", "kind", "since", "units", "health", "requests", "request_ms_p95", "errors", "failed_logins",
+    "checked_at", "kind", "since", "units", "health", "requests", "request_ms_p95", "request_ms_p95_judged",
+    "errors", "failed_logins",
     "database_mb", "memory_mb", "cpu_percent", "disk_percent", "disk_free_mb", "backup_disk_percent",
     "backup_disk_free_mb", "newest_backup_age_hours", "database_checked_on", "release", "version", "history",
     "limits", "breaches",
@@ -104,7 +105,8 @@ def report(**changes) -> dict:
                   for name in ("task-manager.service", "task-manager.socket", "nginx.service", "cron.service")},
         "health": [{"url": "http://127.0.0.1:5000/health", "status": 200, "ok": True, "ms": 4.0},
                    {"url": "http://127.0.0.1:8080/health", "status": 200, "ok": True, "ms": 5.0}],
-        "request_ms_p95": 20.0, "errors": 0, "failed_logins": 1, "database_mb": 1.5, "memory_mb": 80.0,
+        "request_ms_p95": 20.0, "request_ms_p95_judged": True, "errors": 0, "failed_logins": 1, "database_mb": 1.5,
+        "memory_mb": 80.0,
         "cpu_percent": 2.0, "disk_percent": 40.0, "backup_disk_percent": 30.0, "newest_backup_age_hours": 3.0,
     }
     figures.update(changes)
@@ -147,6 +149,13 @@ def test_judge_at_the_limit_is_kept_and_unmeasured_figures_break_nothing():
     assert check.judge(at_limit, LIMITS) == []
     unmeasured = report(request_ms_p95=None, cpu_percent=None)
     assert check.judge(unmeasured, {**LIMITS, "failed_logins": 0}) == ["1 failed logins since the last check (limit 0)"]
+
+
+def test_a_p95_of_too_few_requests_is_reported_not_judged():
+    """Two requests since the last check, one of them a worker's first: the slowest is no p95."""
+    assert check.judge(report(request_ms_p95=289.8, request_ms_p95_judged=False), LIMITS) == []
+    assert check.judge(report(request_ms_p95=289.8), LIMITS) == [
+        "p95 request time since the last check 289.8 ms (limit 200)"]
 
 
 def test_judge_without_any_backup():
@@ -293,6 +302,7 @@ def test_the_document_has_every_key_the_role_reads(host, capsys):
     assert [h["ok"] for h in doc["health"]] == [True, True]
     assert (doc["requests"], doc["errors"], doc["failed_logins"]) == (2, 1, 1)
     assert doc["request_ms_p95"] == check.p95([10.0, 30.0])
+    assert doc["request_ms_p95_judged"] is False  # two requests: reported, not judged
     assert doc["database_mb"] > 0
     assert doc["cpu_percent"] is None  # no main PID
     assert 1.9 < doc["newest_backup_age_hours"] < 2.1

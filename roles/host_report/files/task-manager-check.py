@@ -320,6 +320,11 @@ def service_state(config: dict) -> tuple[dict, list[int], int]:
     return units, pids, int(memory) if memory.isdigit() else memory_bytes(pids)
 
 
+# A p95 of fewer requests is only the slowest of them: one cold request after a restart
+# would break the manual's limit. It is reported, and judged from this many requests on.
+P95_MIN_REQUESTS = 20
+
+
 def p95(durations: list[float]) -> float | None:
     if len(durations) >= 2:
         return round(statistics.quantiles(durations, n=20)[-1], 1)
@@ -351,6 +356,7 @@ def measure(config: dict, args: argparse.Namespace) -> dict:
         "health": [health(args.api_url), health(args.web_url)],
         "requests": len(durations),
         "request_ms_p95": p95(durations),
+        "request_ms_p95_judged": len(durations) >= P95_MIN_REQUESTS,
         "errors": files["errors"],
         "failed_logins": files["failed_logins"],
         "database_mb": megabytes(files["db_bytes"]),
@@ -493,6 +499,8 @@ def judge(report: dict, limits: dict) -> list[str]:
     else:
         breaches += health_breaches(report["health"], limits)
         table = FIGURE_LIMITS
+        if not report.get("request_ms_p95_judged", True):
+            report = {**report, "request_ms_p95": None}
     return breaches + figure_breaches(report, limits, table) + backup_breaches(report, limits)
 
 
