@@ -188,20 +188,14 @@ def online_copy(source: Path, target: Path) -> None:
 
 
 def dump(copy: Path, target: Path) -> None:
-    with gzip.open(target, "wb", compresslevel=6) as out:
-        if os.access(SQLITE3, os.X_OK):  # the manual's own `sqlite3 ... .dump`, the format restore.yml reads back
-            # S603: a fixed absolute program and an argument list, no shell.
-            with subprocess.Popen([SQLITE3, str(copy), ".dump"], stdout=subprocess.PIPE) as proc:  # noqa: S603
-                shutil.copyfileobj(proc.stdout, out, 1 << 20)
-            if proc.returncode != 0:
-                raise BackupError(f"sqlite3 .dump exited with {proc.returncode}")
-        else:
-            conn = sqlite3.connect(copy)
-            try:
-                for line in conn.iterdump():
-                    out.write((line + "\n").encode("utf-8"))
-            finally:
-                conn.close()
+    """The SQL dump where the sqlite3 program is missing: Python's iterdump, the same format."""
+    conn = sqlite3.connect(copy)
+    try:
+        with gzip.open(target, "wb", compresslevel=6) as out:
+            for line in conn.iterdump():
+                out.write((line + "\n").encode("utf-8"))
+    finally:
+        conn.close()
 
 
 def load_dump(dump_file: Path, target: Path) -> None:
@@ -213,13 +207,18 @@ def load_dump(dump_file: Path, target: Path) -> None:
         conn.close()
 
 
-def verify_dump(dump_file: Path, expected: dict, scratch: Path) -> None:
-    load_dump(dump_file, scratch)
+def check_loaded(scratch: Path, expected: dict) -> None:
+    """The database a dump was loaded into is sound and holds what the copy holds."""
     if integrity(scratch) != "ok":
         raise BackupError("the SQL dump does not load into a sound database")
     loaded = counts(scratch)
     if loaded != expected:
         raise BackupError(f"the SQL dump holds {loaded}, the copy {expected}")
+
+
+def verify_dump(dump_file: Path, expected: dict, scratch: Path) -> None:
+    load_dump(dump_file, scratch)
+    check_loaded(scratch, expected)
 
 
 # The scratch database is thrown away: no journal, no fsync while the dump loads into it.
@@ -251,6 +250,7 @@ def dump_and_verify(copy: Path, dump_file: Path, expected: dict, scratch_db: Pat
         verify_dump(dump_file, expected, scratch_db)
         return
     written = hashlib.sha256()
+    # The manual's own `sqlite3 ... .dump`, the format restore.yml reads back.
     # S603: fixed absolute programs and argument lists, no shell.
     with subprocess.Popen([SQLITE3, "-bail", str(scratch_db)], stdin=subprocess.PIPE,  # noqa: S603
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as loader:
@@ -278,11 +278,7 @@ def dump_and_verify(copy: Path, dump_file: Path, expected: dict, scratch_db: Pat
         raise BackupError(f"sqlite3 .dump exited with {proc.returncode}")
     if loader.returncode != 0 or not loading:
         raise BackupError(f"the SQL dump does not load into a database: {problem[:300] or loader.returncode}")
-    if integrity(scratch_db) != "ok":
-        raise BackupError("the SQL dump does not load into a sound database")
-    loaded = counts(scratch_db)
-    if loaded != expected:
-        raise BackupError(f"the SQL dump holds {loaded}, the copy {expected}")
+    check_loaded(scratch_db, expected)
     read_back = hashlib.sha256()
     with gzip.open(dump_file, "rb") as handle:
         while chunk := handle.read(1 << 20):
