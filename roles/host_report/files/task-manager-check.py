@@ -499,7 +499,7 @@ def judge(report: dict, limits: dict) -> list[str]:
     else:
         breaches += health_breaches(report["health"], limits)
         table = FIGURE_LIMITS
-        if not report.get("request_ms_p95_judged", True):
+        if not report["request_ms_p95_judged"]:
             report = {**report, "request_ms_p95": None}
     return breaches + figure_breaches(report, limits, table) + backup_breaches(report, limits)
 
