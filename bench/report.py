@@ -9,7 +9,11 @@ import argparse
 import json
 from pathlib import Path
 
+import api_load
+import db_backup
+
 import benchlib as b
+import update_downtime
 
 ORDER = ["api_load", "api_load_postgresql", "db_backup", "db_backup_postgresql", "update_downtime", "cluster_load",
          "offsite_copy", "metrics_cost", "list_profile", "deploy_time", "fault_drills"]
@@ -104,20 +108,6 @@ COMMANDS = {
 }
 
 
-# The API's goals as bench/api_load.py names them (its goals section).
-API_GOALS_TITLE = "Issue 17's goals, judged from this run"
-FAILED_UPDATE_TITLE = "update.yml to a release whose /health fails, under the same load"
-API_GOALS = {
-    "GET /api/tasks?per_page=20 (10,000 tasks), requests/s ÷ minimal Flask GET": ">= 0.5",
-    "GET /api/tasks?per_page=100, the same ratio": ">= 0.3",
-    "create and complete, requests/s ÷ minimal Flask POST (the lower of the two)": ">= 0.4",
-    "p99 of list (20 and 100), create, complete (the worst)": "< 40 ms",
-    "list p99 while 5 sign-ins a second arrive": "< 100 ms",
-    "memory of the service at rest (PSS, all processes)": "< 150 MB",
-    "memory of the service under load (PSS, peak of the samples)": "< 512 MB",
-}
-
-
 def cell(value) -> str:
     if isinstance(value, dict):
         value = ", ".join(f"{k}: {v}" for k, v in value.items())
@@ -149,8 +139,8 @@ def issue_17_goals(found: dict) -> list[dict]:
     """Every goal issue 17 sets, each with the figure a run left for it, or 'not measured'."""
     rows = []
     api = found.get("api_load", {})
-    api_goals = next((s["rows"] for s in api.get("sections", []) if s["title"] == API_GOALS_TITLE), [])
-    for what, goal in API_GOALS.items():
+    api_goals = next((s["rows"] for s in api.get("sections", []) if s["title"] == api_load.GOALS_TITLE), [])
+    for what, goal in api_load.GOALS.values():
         row = next((r for r in api_goals if r["what"] == what), None)
         rows.append({"what": what, "benchmark": "make bench-api", **(
             {k: row[k] for k in ("measured", "where", "goal", "verdict")} if row and not api.get("smoke")
@@ -175,19 +165,20 @@ def issue_17_goals(found: dict) -> list[dict]:
         rows.append({"what": "update.yml without migrations, 0 failed requests", "benchmark": "make bench-deploy",
                      **NOT_MEASURED, "goal": "<= 20 s, 0 failed"})
     failed = next((s["rows"][0] for s in found.get("update_downtime", {}).get("sections", [])
-                   if s["title"] == FAILED_UPDATE_TITLE and s["rows"]), None)
+                   if s["title"] == update_downtime.FAILED_TITLE and s["rows"]), None)
     rows.append({"what": "update whose release fails /health: from the switch to the old release serving again",
                  "benchmark": "make bench-update", **(
                      _figure(f"{failed['switch_to_old_serving_s']} s, {failed['failed']} failed",
                              failed["goal"], failed["verdict"] == "met", connection("update_downtime")) if failed
                      else {**NOT_MEASURED, "goal": "<= 20 s"})})
-    backup = _row(found, "db_backup", "The backup itself", "while", "4 writers")
-    alone = _row(found, "db_backup", "The backup itself", "while", "nothing else running")
+    backup = _row(found, "db_backup", "The backup itself", "while", db_backup.BACKUP_UNDER_WRITES)
+    alone = _row(found, "db_backup", "The backup itself", "while", db_backup.BACKUP_ALONE)
     during = _row(found, "db_backup", "Write latency", "phase", "writes while the backup runs")
     if backup and during:
         rows.append({"what": f"verified backup of a {backup['database_mb']} MB database, write p99 meanwhile",
                      "benchmark": "make bench-backup", **_figure(
-                         f"{backup['backup_seconds']} s under 4 writers (their p99 {during['p99_ms']} ms)"
+                         f"{backup['backup_seconds']} s under {db_backup.BACKUP_UNDER_WRITES} "
+                         f"(their p99 {during['p99_ms']} ms)"
                          + (f"; {alone['backup_seconds']} s alone" if alone else ""), "<= 8 s, p99 < 50 ms",
                          backup["backup_seconds"] <= 8 and during["p99_ms"] < 50, "SQLite, backups on a tmpfs")})
     else:

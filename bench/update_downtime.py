@@ -16,7 +16,7 @@ import benchlib as b
 
 PACE_SECONDS = 0.05
 GOAL_ROLLBACK_S = 20  # issue 17: from the switch to the old release serving again
-FAILED_TITLE = "update.yml to a release whose /health fails, under the same load"  # bench/report.py reads it
+FAILED_TITLE = "update.yml to a release whose /health fails, under the same load"
 
 
 class Prober(threading.Thread):
