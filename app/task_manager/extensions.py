@@ -8,8 +8,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from flask import Flask, current_app
+from flask.sessions import SessionInterface
 from flask_cors import CORS
-from flask_jwt_extended import JWTManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
 from sqlalchemy import Engine, MetaData, create_engine, event
@@ -18,6 +18,7 @@ from sqlalchemy.pool import NullPool
 
 from .config import APPLICATION_NAME, engine_of
 from .proxy import ProxiedClient
+from .verified_tokens import RememberingJWTManager
 
 # Named constraints, so that Alembic's batch mode can drop and recreate them on SQLite, and
 # so that every constraint and index has the same name on SQLite and PostgreSQL.
@@ -47,9 +48,20 @@ class Database(SQLAlchemy):
             self.session.registry.clear()
 
 
+class NoCookieSessions(SessionInterface):
+    """The API signs people in with bearer tokens and keeps no cookie session: Flask's
+    default would still build a signed-cookie serializer for every request to find none."""
+
+    def open_session(self, app, request):
+        return None  # Flask gives the request its empty, read-only null session
+
+    def save_session(self, app, session, response):
+        pass  # pragma: no cover - Flask never saves a null session
+
+
 db = Database(metadata=MetaData(naming_convention=NAMING_CONVENTION))
 migrate = Migrate()
-jwt = JWTManager()
+jwt = RememberingJWTManager()
 MIGRATIONS_DIR = str(Path(__file__).parent / "migrations")
 # The PostgreSQL advisory lock a migration holds for its transaction (migrations/env.py).
 MIGRATION_LOCK = 0x7461736B  # "task"
@@ -109,6 +121,7 @@ def init_app(app: Flask) -> None:
             # Flask-SQLAlchemy makes engines per app, so each gets its listener once.
             for engine in db.engines.values():
                 event.listen(engine, "connect", _sqlite_pragmas(app.config["SQLITE_BUSY_TIMEOUT_MS"]))
+    app.session_interface = NoCookieSessions()
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True, compare_type=True)
     jwt.init_app(app)
     from . import tokens  # noqa: F401, PLC0415  (registers the JWT callbacks; it imports this module)

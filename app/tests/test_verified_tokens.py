@@ -1,0 +1,66 @@
+"""A worker remembers the tokens it verified (verified_tokens.py), and that changes nothing
+a token may do: it still expires on time, its revocation still counts at once, and another
+app's key still refuses it."""
+
+import time
+from datetime import timedelta
+
+from flask_jwt_extended import create_access_token, decode_token
+
+from task_manager import verified_tokens
+from task_manager.extensions import db
+from task_manager.models import User
+
+
+def bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def short_lived_token(app, api, seconds: float) -> str:
+    with app.app_context():
+        user = db.session.get(User, api.user["id"])
+        payload = decode_token(api.access)
+        return create_access_token(identity=user, expires_delta=timedelta(seconds=seconds),
+                                   additional_claims={"ver": payload["ver"], "fam": payload["fam"]})
+
+
+def test_a_remembered_token_still_expires_on_time(app, api):
+    token = short_lived_token(app, api, 1.5)
+    assert api.client.get("/api/tasks", headers=bearer(token)).status_code == 200
+    assert token in app.extensions["verified_tokens"]
+    time.sleep(1.6)
+    response = api.client.get("/api/tasks", headers=bearer(token))
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "token_expired"
+    assert token not in app.extensions["verified_tokens"]
+
+
+def test_a_remembered_token_is_refused_once_revoked(api):
+    assert api.get("/api/tasks").status_code == 200  # verified, and remembered
+    assert api.post("/api/auth/logout", json={"refresh_token": api.refresh}).status_code == 200
+    response = api.get("/api/tasks")
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "token_revoked"
+
+
+def test_a_token_one_app_verified_is_refused_by_an_app_with_another_key(app, api, app_with):
+    assert api.get("/api/tasks").status_code == 200
+    other = app_with(SECRET_KEY="another-key-" + "y" * 40, JWT_SECRET_KEY="another-key-" + "y" * 40)
+    response = other.test_client().get("/api/tasks", headers=api.headers())
+    assert response.status_code == 401
+    assert response.get_json()["error"] == "token_invalid"
+
+
+def test_a_forged_signature_is_never_taken_for_a_remembered_token(api):
+    assert api.get("/api/tasks").status_code == 200
+    head, payload, signature = api.access.split(".")
+    forged = f"{head}.{payload}.{signature[:-2]}{'AA' if signature[-2:] != 'AA' else 'BB'}"
+    assert api.client.get("/api/tasks", headers=bearer(forged)).json["error"] == "token_invalid"
+
+
+def test_the_memory_is_bounded(app, api, monkeypatch):
+    monkeypatch.setattr(verified_tokens, "MAX_ENTRIES", 3)
+    tokens = [short_lived_token(app, api, 600 + n) for n in range(5)]
+    for token in tokens:
+        assert api.client.get("/api/tasks", headers=bearer(token)).status_code == 200
+    assert list(app.extensions["verified_tokens"]) == tokens[2:]  # the oldest went first
