@@ -9,6 +9,7 @@ import pytest
 from flask import jsonify
 
 from task_manager import schemas
+from task_manager.models import Task
 from tests.conftest import PASSWORD
 
 # Every message the API gave before the rules were declared once, word for word: the board
@@ -142,6 +143,50 @@ def test_replies_are_the_bytes_jsonify_wrote(app):
         assert new.mimetype == old.mimetype == "application/json"
         user = SimpleNamespace(id=1, username="alice", created_at=datetime(2025, 1, 1, tzinfo=UTC))
         assert schemas.reply(schemas.UserReply, {"user": user}, 201).status_code == 201
+
+
+def _page_reply(app, rows, **page) -> bytes:
+    with app.test_request_context():
+        return schemas.reply(schemas.TaskPage, {"tasks": rows, **page}).get_data()
+
+
+def test_the_task_list_writer_writes_the_bytes_reply_writes(app):
+    """task_page_json() skips reading the rows through TaskPage: it must write what reply()
+    does, for every kind of value a column holds (the keys from TASK_FIELDS, in order)."""
+    rows = [
+        (7, "説明 ✓ \"quoted\" \\ back </script>", "one\n\ttwo\r\x7f \u2028 \U0001f600", "completed", "high",
+         date(2030, 1, 31), datetime(2025, 3, 1, 9, 30, 0, 120), datetime(2025, 3, 1, 10, 0),
+         datetime(2025, 3, 1, 9, 30, 0, 120)),
+        (8, "x" * 200, None, "pending", "low", None, datetime(2025, 12, 31, 23, 59, 59, 999999),
+         datetime(2025, 12, 31, 23, 59, 59, 999999), None),
+    ]
+    page = {"total": 9, "page": 2, "per_page": 2, "counts": {"pending": 5, "in_progress": 3, "completed": 1}}
+    as_objects = [SimpleNamespace(**dict(zip(schemas.TASK_FIELDS, row, strict=True))) for row in rows]
+    assert schemas.task_page_json(rows, **page) == _page_reply(app, as_objects, **page)
+    assert schemas.task_page_json([], **page) == _page_reply(app, [], **page)
+
+
+@pytest.mark.parametrize("query", ["", "?per_page=3&page=2", "?sort=title&status=active", "?sort=-due_date",
+                                   "?q=%E8%AA%AC&sort=priority"])
+def test_the_task_list_is_the_bytes_reply_wrote_from_the_tasks(app, api, query):
+    """Through the API on each engine: the page is what reply(TaskPage) writes from the same
+    tasks loaded as models."""
+    for n, (title, description, due) in enumerate([
+        ("説明 \"one\"", "line\n\tnext", "2030-01-31"), ("back\\slash", None, None), ("Zeta", "説明", "2029-12-01"),
+        ("alpha", "", None), ("Beta", "b", "2031-06-30"),
+    ]):
+        task = api.post("/api/tasks", json={"title": title, "description": description, "due_date": due,
+                                             "priority": ("low", "medium", "high")[n % 3]}).get_json()
+        if n % 2:
+            api.patch(f"/api/tasks/{task['id']}", json={"status": "completed"})
+    response = api.get(f"/api/tasks{query}")
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    listed = response.get_json()
+    with app.app_context():
+        tasks = {task.id: task for task in Task.query.all()}
+        expected = _page_reply(app, [tasks[task["id"]] for task in listed["tasks"]],
+                               **{key: listed[key] for key in ("total", "page", "per_page", "counts")})
+    assert listed["tasks"] and response.get_data() == expected
 
 
 def _document(client) -> dict:
