@@ -15,7 +15,7 @@ is unexpired:
 from __future__ import annotations
 
 import contextlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask, current_app
 from flask_jwt_extended import JWTManager
@@ -25,6 +25,11 @@ from flask_jwt_extended.config import config
 # default), so this is room for that many signed-in people using one worker at once.
 MAX_ENTRIES = 4096
 _EXTENSION = "verified_tokens"
+
+
+def _seconds(leeway: float | timedelta) -> float:
+    # JWT_DECODE_LEEWAY may be a timedelta, which PyJWT accepts too.
+    return leeway.total_seconds() if isinstance(leeway, timedelta) else leeway
 
 
 class RememberingJWTManager(JWTManager):
@@ -38,12 +43,12 @@ class RememberingJWTManager(JWTManager):
         verified: dict[str, dict] = current_app.extensions[_EXTENSION]
         payload = verified.get(encoded_token)
         if payload is not None:
-            if payload["exp"] > datetime.now(tz=UTC).timestamp() - config.leeway:
+            if payload["exp"] > datetime.now(tz=UTC).timestamp() - _seconds(config.leeway):
                 return dict(payload)  # a copy: the caller's may be changed, the kept one never
             verified.pop(encoded_token, None)
         payload = super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
         if isinstance(payload.get("exp"), int):
-            if len(verified) >= MAX_ENTRIES:
+            while verified and len(verified) >= MAX_ENTRIES:
                 # The oldest kept goes; with gunicorn's threads another may have taken it.
                 with contextlib.suppress(StopIteration, KeyError, RuntimeError):
                     del verified[next(iter(verified))]

@@ -159,6 +159,9 @@ def test_the_task_list_writer_writes_the_bytes_reply_writes(app):
          datetime(2025, 3, 1, 9, 30, 0, 120)),
         (8, "x" * 200, None, "pending", "low", None, datetime(2025, 12, 31, 23, 59, 59, 999999),
          datetime(2025, 12, 31, 23, 59, 59, 999999), None),
+        # What only a row written beside the API can hold: every other control character, year 1.
+        (9, "\x00\x0b\x1f", "\x08\x0c\x1b", "in_progress", "medium", date(1, 1, 1), datetime(1, 1, 1),
+         datetime(2025, 1, 1), None),
     ]
     page = {"total": 9, "page": 2, "per_page": 2, "counts": {"pending": 5, "in_progress": 3, "completed": 1}}
     as_objects = [SimpleNamespace(**dict(zip(schemas.TASK_FIELDS, row, strict=True))) for row in rows]

@@ -64,3 +64,11 @@ def test_the_memory_is_bounded(app, api, monkeypatch):
     for token in tokens:
         assert api.client.get("/api/tasks", headers=bearer(token)).status_code == 200
     assert list(app.extensions["verified_tokens"]) == tokens[2:]  # the oldest went first
+
+
+def test_a_leeway_given_as_a_timedelta_counts_as_pyjwt_counts_it(app, api):
+    app.config["JWT_DECODE_LEEWAY"] = timedelta(seconds=30)
+    token = short_lived_token(app, api, -2)  # expired, within the leeway
+    for _ in range(2):  # verified, then remembered
+        assert api.client.get("/api/tasks", headers=bearer(token)).status_code == 200
+    assert token in app.extensions["verified_tokens"]
