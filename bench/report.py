@@ -34,10 +34,11 @@ READING = {
         "the load generator and nginx also share the workers' two cores, which caps every ratio. The p99 goal at "
         "concurrency 16 is a throughput goal in disguise: sixteen clients on four workers queue, so the p99 "
         "falls under 40 ms only when a request costs a fraction of what it does now. The memory at rest is "
-        "judged after the bench's sign-ins: a scrypt hash takes tens of MB for a moment and a worker's heap keeps "
-        "part of it, as the row before any sign-in shows; under 150 MB after sign-ins would take three workers "
-        "instead of four, or the API's own modules preloaded too (they create metrics as they are imported, "
-        "which the master must not)."
+        "judged after the bench's first requests (sign-ins, a list): each worker grows with its first requests "
+        "(its database connection, the statements it compiles and keeps, what a route loads on first use), as "
+        "the row taken before them shows. Under 150 MB after them would take three workers instead of four, or "
+        "the API's own modules preloaded too (they create metrics as they are imported, which the master must "
+        "not)."
     ),
     "api_load_postgresql": (
         "the same requests with the database on a second host: each query now crosses the network (TLS, inside "
