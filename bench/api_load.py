@@ -6,7 +6,8 @@ and at 100 a page, creating and completing tasks; then the same GET and POST on 
 WSGI app and on a minimal Flask app, each served by the same gunicorn settings behind a
 copy of the same nginx site. Then the list again while sign-ins arrive at 5 a second (an
 open loop beside the closed one: scrypt must not starve the other requests). Memory of all
-the service's processes (PSS, so shared pages count once) at rest and sampled under load.
+the service's processes (PSS, so shared pages count once) at rest, both just restarted and
+after the first requests (the goal's figure), and sampled under load.
 The goals are issue 17's, each judged from this run's own figures.
   python bench/api_load.py [--smoke]
 """
