@@ -18,9 +18,14 @@ def _env_int(name: str, default: int) -> int:
 
 bind = os.environ.get("TASK_MANAGER_BIND", "127.0.0.1:5000")
 # SQLite has one writer at a time; a few workers serve reads well without piling up on the lock.
+# A request here works the CPU nearly all its time (the database is a local file, or a pool's
+# connection already open), so a worker per CPU and one more to cover a moment's wait keeps
+# every CPU busy; twice the CPUs only queued the same work in more processes, each holding its
+# own memory (measured on 2 CPUs, 3 workers against 4: the same requests/s, a lower p99, about
+# 30 MB less: docs/benchmarks.md).
 # On PostgreSQL each worker keeps its own pool (TASK_MANAGER_DATABASE_POOL_SIZE, plus
 # _OVERFLOW at a peak): workers x (size + overflow) must stay below the server's max_connections.
-workers = _env_int("TASK_MANAGER_WORKERS", min(4, multiprocessing.cpu_count() * 2))
+workers = _env_int("TASK_MANAGER_WORKERS", min(4, multiprocessing.cpu_count() + 1))
 # Never preload: each worker imports the app after the fork, so no database connection (nor
 # a pool holding one) is ever made in the master and inherited, shared, by several workers.
 # create_app() opens no connection either (tests/test_pool.py), so this is a second fence.

@@ -1,9 +1,11 @@
 from datetime import timedelta
 
 import pytest
+from flask import g
 from flask_jwt_extended import create_access_token, create_refresh_token
 
-from task_manager import create_app
+from task_manager import create_app, tokens
+from task_manager.errors import ApiError
 from task_manager.extensions import db
 from task_manager.models import User
 from tests.conftest import PASSWORD, make_config
@@ -189,3 +191,25 @@ def test_token_of_a_deleted_user_is_401(app, api):
     response = api.get("/api/auth/me")
     assert response.status_code == 401
     assert response.get_json()["error"] == "user_not_found"
+
+
+def test_a_user_deleted_after_the_token_check_is_401_not_500(app):
+    """The token check reads the user's id only (tokens.SignedIn); a handler that needs the
+    record loads it, and a record deleted in between is the token check's own answer."""
+    with app.test_request_context("/api/auth/me"):
+        # What @jwt_required leaves when a token passed for a user whose record then went.
+        g._jwt_extended_jwt = {"sub": str(2**31 - 1), "type": "access"}
+        g._jwt_extended_jwt_user = {"loaded_user": tokens.SignedIn(id=2**31 - 1)}
+        with pytest.raises(ApiError) as refused:
+            tokens.signed_in_user()
+    assert (refused.value.status, refused.value.error) == (401, "user_not_found")
+    assert refused.value.headers == {"WWW-Authenticate": "Bearer"}
+
+
+def test_the_token_check_names_the_user_by_id_and_handlers_read_the_record(api, app):
+    response = api.get("/api/auth/me")
+    assert response.get_json()["user"]["username"] == "alice"
+    with app.app_context():
+        db.session.execute(db.update(User).values(username="alice2"))
+        db.session.commit()
+    assert api.get("/api/auth/me").get_json()["user"]["username"] == "alice2"

@@ -4,7 +4,7 @@ password change, me."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, request
-from flask_jwt_extended import current_user, get_jwt, jwt_required, verify_jwt_in_request
+from flask_jwt_extended import get_jwt, jwt_required, verify_jwt_in_request
 from flask_jwt_extended.exceptions import NoAuthorizationError
 from jwt import ExpiredSignatureError
 from sqlalchemy.exc import IntegrityError
@@ -122,9 +122,10 @@ def login():
 @bp.post("/refresh")
 @jwt_required(refresh=True)
 def refresh():
-    access, refresh_token = tokens.rotate(get_jwt(), current_user)
+    user = tokens.signed_in_user()
+    access, refresh_token = tokens.rotate(get_jwt(), user)
     db.session.commit()
-    return _tokens_response(current_user, access, refresh_token)
+    return _tokens_response(user, access, refresh_token)
 
 
 def _body_refresh_token() -> dict | None:
@@ -167,11 +168,10 @@ def logout():
 @bp.post("/logout-all")
 @jwt_required(verify_type=False)
 def logout_all():
-    tokens.sign_out_everywhere(current_user)
+    user = tokens.signed_in_user()
+    tokens.sign_out_everywhere(user)
     db.session.commit()
-    current_app.logger.info(
-        "全端末ログアウト: username=%s client=%s", safe(current_user.username), safe(_client())
-    )
+    current_app.logger.info("全端末ログアウト: username=%s client=%s", safe(user.username), safe(_client()))
     return schemas.reply(schemas.Message, {"message": "すべての端末からログアウトしました"})
 
 
@@ -180,7 +180,7 @@ def logout_all():
 def change_password():
     data = validation.body(schemas.PasswordChange)
     current, new = data.current_password, data.new_password
-    user: User = current_user
+    user = tokens.signed_in_user()
     client = _client()
     # Guessing the current password with a stolen token is guessing a login: same throttle.
     _login_wait_or_raise(user.username, client, "パスワード変更、")
@@ -208,4 +208,4 @@ def change_password():
 @bp.get("/me")
 @jwt_required()
 def me():
-    return schemas.reply(schemas.UserReply, {"user": current_user})
+    return schemas.reply(schemas.UserReply, {"user": tokens.signed_in_user()})
