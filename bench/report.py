@@ -27,8 +27,9 @@ READING = {
         "counts from the rows the database keeps and a page as plain rows (SQLAlchemy Core, on the session's "
         "connection, past the ORM's execution layer), which orjson writes as they come. A write goes through "
         "the ORM (the quota, a flush, the reply, the commit). The statements are built once and the gunicorn "
-        "master preloads the libraries (shared, not copied into each worker). The service runs a worker per CPU "
-        "and one more (three here): twice the CPUs served the same requests a second in more processes, with a "
+        "master preloads the libraries and the app's modules (shared, not copied into each worker). The "
+        "service runs a worker per CPU and one more (three here): twice the CPUs served the same requests a "
+        "second in more processes, with a "
         "higher p99 and more memory. What the goals left would take: what a list costs now is mostly Flask's "
         "request handling and SQLAlchemy running three statements (the profile below), so half the Flask app "
         "would take fewer statements a request (the token's state and the counts in one) and the writes a "
@@ -37,7 +38,7 @@ READING = {
         "goal in disguise: sixteen clients on a few workers queue, so the p99 falls under 40 ms only when a "
         "request costs a fraction of what it does now. The memory at rest is judged after the bench's first "
         "requests (sign-ins, a list): each worker grows with its first requests (CPython's reference counts "
-        "write to the preloaded libraries' pages, which the worker then copies; its database connection; the "
+        "write to the preloaded modules' pages, which the worker then copies; its database connection; the "
         "statements it compiles and keeps), as the row taken before them shows."
     ),
     "api_load_postgresql": (

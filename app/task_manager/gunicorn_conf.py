@@ -75,17 +75,21 @@ if METRICS_DIR:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = METRICS_DIR
 
 
-# Shared, not copied four times: the libraries, and the app's own schemas and models, are
-# imported in the master once, before the workers are forked, and the garbage collector is
-# told to leave them alone (gc.freeze), so that it does not write to their pages and make
-# each worker copy them. The app itself is not: each worker still creates it after the fork
-# (preload_app above), and nothing imported here opens a connection or creates a metric
-# (task_manager.metrics, imported by the errors the validation raises, is left to the workers).
-# It is why a release switch restarts the service (update.yml does): a reload (HUP) would
-# start new workers on the libraries the master holds, the old release's.
+# Shared, not copied into each worker: the libraries and the app's own modules are imported in
+# the master once, before the workers are forked, and the garbage collector is told to leave
+# them alone (gc.freeze), so that it does not write to their pages and make each worker copy
+# them (CPython's reference counts still do, for what a worker uses; the rest stays shared).
+# The app itself is not made here: each worker still creates it after the fork (preload_app
+# above), and nothing imported here opens a connection or makes a metric's file
+# (task_manager.metrics makes its unlabelled counters in the workers). It is why a release
+# switch restarts the service (update.yml does): a reload (HUP) would start new workers on the
+# modules the master holds, the old release's.
 PRELOADED = (
-    "flask", "werkzeug", "jwt", "flask_jwt_extended", "flask_cors", "flask_migrate", "flask_sqlalchemy",
-    "sqlalchemy.orm", "pydantic", "prometheus_client", "task_manager.schemas", "task_manager.models",
+    "flask", "werkzeug", "jwt", "flask_jwt_extended", "flask_cors", "flask_migrate", "flask_migrate.cli",
+    "flask_sqlalchemy", "flask_sqlalchemy.cli", "sqlalchemy.orm", "sqlalchemy.dialects.sqlite", "pydantic",
+    "pydantic.type_adapter", "prometheus_client", "prometheus_client.multiprocess", "orjson", "logging.handlers",
+    "task_manager.schemas", "task_manager.models", "task_manager.api.auth", "task_manager.api.health",
+    "task_manager.api.openapi", "task_manager.api.tasks", "task_manager.cli", "task_manager.requestlog",
 )
 # Installed with PostgreSQL's extra only.
 PRELOADED_IF_INSTALLED = ("psycopg", "psycopg_pool")

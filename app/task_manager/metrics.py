@@ -13,6 +13,7 @@ metrics port, to the monitoring host and this host (roles/web).
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -44,9 +45,30 @@ LATENCY = Histogram("task_manager_http_request_duration_seconds", "Time to answe
 LOGIN_FAILURES = Counter("task_manager_login_failures", "Failed sign-ins and password checks (認証失敗)", ["action"])
 THROTTLED = Counter("task_manager_throttled", "Sign-ins and registrations refused by the per-client limits",
                     ["action"])
-TASKS_CREATED = Counter("task_manager_tasks_created", "Tasks created")
-TASKS_COMPLETED = Counter("task_manager_tasks_completed", "Tasks marked completed")
-DATABASE_ERRORS = Counter("task_manager_database_errors", "Requests answered 503 because the database was unusable")
+# A counter with labels makes nothing until a label set is counted; one without makes its
+# value, and in multiprocess mode opens its file under the process's pid, as it is made. The
+# gunicorn master imports this module (preloaded, gunicorn_conf.py), so those are made by
+# each worker instead: register() below, or their first use (metrics.TASKS_CREATED, PEP 562).
+_UNLABELLED = {
+    "TASKS_CREATED": ("task_manager_tasks_created", "Tasks created"),
+    "TASKS_COMPLETED": ("task_manager_tasks_completed", "Tasks marked completed"),
+    "DATABASE_ERRORS": ("task_manager_database_errors", "Requests answered 503 because the database was unusable"),
+}
+_making = threading.Lock()
+
+
+def _unlabelled(name: str) -> Counter:
+    with _making:  # gunicorn's threads: one Counter per name, or the registry refuses the second
+        counter = globals().get(name)
+        if counter is None:
+            counter = globals()[name] = Counter(*_UNLABELLED[name])
+    return counter
+
+
+def __getattr__(name: str) -> Counter:
+    if name in _UNLABELLED:
+        return _unlabelled(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 bp = Blueprint("metrics", __name__)
 
@@ -97,6 +119,8 @@ class _SingleProcess:
 def register(app: Flask) -> None:
     if not app.config["METRICS_ENABLED"]:
         return  # no endpoint (404) and nothing counted per request
+    for name in _UNLABELLED:  # each at 0 from the start: rate() misses a counter's first 1
+        _unlabelled(name)
     app.register_blueprint(bp)
 
     @app.after_request

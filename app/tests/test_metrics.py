@@ -158,7 +158,13 @@ def test_every_gunicorn_worker_is_counted_once_and_a_restart_starts_from_zero(tm
     env = {"TASK_MANAGER_METRICS_DIR": str(tmp_path / "metrics"), "TASK_MANAGER_MAX_REQUESTS": "5"}
     health = (REQUESTS, (("method", "GET"), ("route", "/health"), ("status", "200")))
     with live_server(tmp_path, workers=2, extra_env=env) as url:
-        before = _scrape_url(url).get(health, 0.0)
+        before = _scrape_url(url)
+        # The counters without labels are made by each worker as it starts (the master, which
+        # imports the module, makes none): at 0 before anything is counted, never absent.
+        for name in ("task_manager_tasks_created_total", "task_manager_tasks_completed_total",
+                     "task_manager_database_errors_total"):
+            assert before[(name, ())] == 0.0, name
+        before = before.get(health, 0.0)
         for _ in range(30):
             _health(url)
         after = _scrape_url(url).get(health, 0.0)

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from pathlib import Path
 
@@ -70,14 +71,19 @@ def _gunicorn_processes(cwd) -> tuple[int, list[int]]:
 
 @pytest.mark.sqlite_only
 def test_gunicorns_master_holds_the_libraries_but_no_connection_and_no_metric(tmp_path, engine):
-    """The libraries are imported once in the master and shared by the forked workers; the
-    master still never opens the database nor creates a metric file a worker could inherit."""
+    """The libraries and the app's modules are imported once in the master and shared by the
+    forked workers; the master still never opens the database nor creates a metric file a
+    worker could inherit."""
     env = {"TASK_MANAGER_METRICS_DIR": str(tmp_path / "metrics")}
     with live_server(tmp_path, workers=2, extra_env=env) as url:
         for _ in range(10):
             with urllib.request.urlopen(f"{url}/health", timeout=10) as _response:
                 pass
-        master, workers = _gunicorn_processes(tmp_path)
+        # gunicorn forks its workers a moment apart: the first may answer before the second is.
+        deadline = time.monotonic() + 10
+        while len((found := _gunicorn_processes(tmp_path))[1]) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        master, workers = found
         assert len(workers) == 2
         for pid in (master, *workers):  # pydantic's compiled core is mapped: the library is loaded
             assert "_pydantic_core" in Path(f"/proc/{pid}/maps").read_text(), pid
