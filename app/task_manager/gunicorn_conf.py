@@ -26,9 +26,11 @@ bind = os.environ.get("TASK_MANAGER_BIND", "127.0.0.1:5000")
 # On PostgreSQL each worker keeps its own pool (TASK_MANAGER_DATABASE_POOL_SIZE, plus
 # _OVERFLOW at a peak): workers x (size + overflow) must stay below the server's max_connections.
 workers = _env_int("TASK_MANAGER_WORKERS", min(4, multiprocessing.cpu_count() + 1))
-# Never preload: each worker imports the app after the fork, so no database connection (nor
-# a pool holding one) is ever made in the master and inherited, shared, by several workers.
-# create_app() opens no connection either (tests/test_pool.py), so this is a second fence.
+# Never preload the app: each worker creates it (its engine, its pool) after the fork, so no
+# database connection (nor a pool holding one) is ever made in the master and inherited,
+# shared, by several workers; the master imports the app's modules only (PRELOADED below),
+# which open nothing. create_app() opens no connection either (tests/test_pool.py), so this
+# is a second fence.
 preload_app = False
 threads = _env_int("TASK_MANAGER_THREADS", 1)
 timeout = _env_int("TASK_MANAGER_TIMEOUT", 30)

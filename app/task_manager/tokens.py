@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app, g
-from flask_jwt_extended import create_access_token, create_refresh_token, current_user, decode_token
+from flask_jwt_extended import create_access_token, create_refresh_token, current_user, decode_token, get_jwt
 from sqlalchemy import Integer, String, bindparam, select, update
 
 from .errors import ApiError, error_response
@@ -83,10 +83,15 @@ def load_user(_header: dict, payload: dict) -> SignedIn | None:
 
 
 def signed_in_user() -> User:
-    """The signed-in user's record, for the handlers that read or change more than its id."""
+    """The signed-in user's record, for the handlers that read or change more than its id.
+    It is read after the token check, by a query of its own: what another request committed
+    in between (a sign-out everywhere, a new password) is judged again here, so that no
+    handler issues or changes anything under a token that has just been revoked."""
     user = db.session.get(User, current_user.id)
     if user is None:  # deleted since the token was checked, in this very request
         raise ApiError(401, "user_not_found", "ユーザーが存在しません", headers={"WWW-Authenticate": "Bearer"})
+    if get_jwt().get("ver", 0) != user.token_version:
+        raise ApiError(401, "token_revoked", REVOKED_MESSAGE, headers={"WWW-Authenticate": "Bearer"})
     return user
 
 

@@ -206,6 +206,26 @@ def test_a_user_deleted_after_the_token_check_is_401_not_500(app):
     assert refused.value.headers == {"WWW-Authenticate": "Bearer"}
 
 
+def test_a_sign_out_everywhere_between_the_token_check_and_the_handler_refuses_the_token(api, app):
+    """Another request signs the user out everywhere after this one's token was checked: the
+    handler, reading the user's record, finds the newer token version and issues nothing."""
+    with app.app_context():
+        user = db.session.scalar(db.select(User).where(User.username == "alice"))
+        user_id, version = user.id, user.token_version
+        user.token_version = version + 1  # what tokens.sign_out_everywhere commits
+        db.session.commit()
+    for presented, refused in ((version, True), (version + 1, False)):
+        with app.test_request_context("/api/auth/refresh"):
+            g._jwt_extended_jwt = {"sub": str(user_id), "type": "refresh", "ver": presented}
+            g._jwt_extended_jwt_user = {"loaded_user": tokens.SignedIn(id=user_id)}
+            if refused:
+                with pytest.raises(ApiError) as error:
+                    tokens.signed_in_user()
+                assert (error.value.status, error.value.error) == (401, "token_revoked")
+            else:
+                assert tokens.signed_in_user().id == user_id
+
+
 def test_the_token_check_names_the_user_by_id_and_handlers_read_the_record(api, app):
     response = api.get("/api/auth/me")
     assert response.get_json()["user"]["username"] == "alice"
