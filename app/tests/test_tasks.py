@@ -198,6 +198,12 @@ def test_list_pages_and_caps_per_page(api):
     assert (body["total"], body["page"], body["per_page"]) == (7, 3, 3)
     assert api.get("/api/tasks?per_page=100000").get_json()["per_page"] == 100
     assert api.get("/api/tasks?page=99").get_json()["tasks"] == []
+    # The largest page the API takes, 100 a page: an offset past 32 bits (PostgreSQL's integer)
+    # is still an empty page, searched or not, never a database error.
+    for query in ("per_page=100&page=999999999", "q=t&per_page=100&page=999999999"):
+        response = api.get(f"/api/tasks?{query}")
+        assert response.status_code == 200, response.get_json()
+        assert (response.get_json()["tasks"], response.get_json()["total"]) == ([], 7)
 
 
 @pytest.mark.parametrize(

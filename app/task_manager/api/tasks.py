@@ -7,7 +7,7 @@ import functools
 
 from flask import Blueprint, current_app, request
 from flask_jwt_extended import current_user, jwt_required
-from sqlalchemy import Integer, String, bindparam, case, func, or_, select
+from sqlalchemy import BigInteger, Integer, String, bindparam, case, func, or_, select
 
 from .. import metrics, schemas, validation
 from ..errors import ApiError
@@ -105,8 +105,10 @@ def _page_query(dialect: str, status: str | None, sort: str | None, *, searching
         query = query.where(or_(TASKS.title.ilike(pattern, escape="\\"), TASKS.description.ilike(pattern, escape="\\")))
     if sort is None:
         return select(func.count()).select_from(query.subquery())
+    # A page far past the end is an empty page: its offset (up to 9 digits of page times 100)
+    # passes PostgreSQL's 32-bit integer, so it is bound as a 64-bit one.
     return query.order_by(*_order_by(sort, dialect)).limit(bindparam("limit", type_=Integer)).offset(
-        bindparam("offset", type_=Integer))
+        bindparam("offset", type_=BigInteger))
 
 
 @bp.get("")
