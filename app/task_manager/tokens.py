@@ -21,6 +21,7 @@ from .extensions import db, jwt
 from .models import RevokedToken, TokenFamily, User, utcnow
 
 REVOKED_MESSAGE = "認証トークンは無効化されています"
+UNKNOWN_USER_MESSAGE = "ユーザーが存在しません"
 
 
 @jwt.user_identity_loader
@@ -89,9 +90,9 @@ def signed_in_user() -> User:
     handler issues or changes anything under a token that has just been revoked."""
     user = db.session.get(User, current_user.id)
     if user is None:  # deleted since the token was checked, in this very request
-        raise ApiError(401, "user_not_found", "ユーザーが存在しません", headers={"WWW-Authenticate": "Bearer"})
+        raise _refused("user_not_found", UNKNOWN_USER_MESSAGE)
     if get_jwt().get("ver", 0) != user.token_version:
-        raise ApiError(401, "token_revoked", REVOKED_MESSAGE, headers={"WWW-Authenticate": "Bearer"})
+        raise _refused()
     return user
 
 
@@ -134,7 +135,7 @@ def revoked_token(_header: dict, _payload: dict):
 
 @jwt.user_lookup_error_loader
 def unknown_user(_header: dict, _payload: dict):
-    return _unauthorized("user_not_found", "ユーザーが存在しません")
+    return _unauthorized("user_not_found", UNKNOWN_USER_MESSAGE)
 
 
 @jwt.token_verification_failed_loader
@@ -170,8 +171,8 @@ def issue(user: User, family: TokenFamily | None = None) -> tuple[str, str]:
     return access, refresh
 
 
-def _refused() -> ApiError:
-    return ApiError(401, "token_revoked", REVOKED_MESSAGE, headers={"WWW-Authenticate": "Bearer"})
+def _refused(error: str = "token_revoked", message: str = REVOKED_MESSAGE) -> ApiError:
+    return ApiError(401, error, message, headers={"WWW-Authenticate": "Bearer"})
 
 
 def rotate(payload: dict, user: User) -> tuple[str, str]:
