@@ -13,7 +13,6 @@ metrics port, to the monitoring host and this host (roles/web).
 from __future__ import annotations
 
 import os
-import threading
 import time
 
 from flask import Blueprint, Flask, Response, current_app, g, request
@@ -47,28 +46,20 @@ THROTTLED = Counter("task_manager_throttled", "Sign-ins and registrations refuse
                     ["action"])
 # A counter with labels makes nothing until a label set is counted; one without makes its
 # value, and in multiprocess mode opens its file under the process's pid, as it is made. The
-# gunicorn master imports this module (preloaded, gunicorn_conf.py), so those are made by
-# each worker instead: register() below, or their first use (metrics.TASKS_CREATED, PEP 562).
+# gunicorn master imports this module (preloaded, gunicorn_conf.py), so these are made by each
+# worker as it creates the app (register() below), never at import.
 _UNLABELLED = {
     "TASKS_CREATED": ("task_manager_tasks_created", "Tasks created"),
     "TASKS_COMPLETED": ("task_manager_tasks_completed", "Tasks marked completed"),
     "DATABASE_ERRORS": ("task_manager_database_errors", "Requests answered 503 because the database was unusable"),
 }
-_making = threading.Lock()
 
 
-def _unlabelled(name: str) -> Counter:
-    with _making:  # gunicorn's threads: one Counter per name, or the registry refuses the second
-        counter = globals().get(name)
-        if counter is None:
-            counter = globals()[name] = Counter(*_UNLABELLED[name])
-    return counter
+def _make_unlabelled() -> None:
+    for name, (metric, documentation) in _UNLABELLED.items():
+        if name not in globals():  # an app made again in the same process (the tests) reuses them
+            globals()[name] = Counter(metric, documentation)
 
-
-def __getattr__(name: str) -> Counter:
-    if name in _UNLABELLED:
-        return _unlabelled(name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 bp = Blueprint("metrics", __name__)
 
@@ -117,10 +108,11 @@ class _SingleProcess:
 
 
 def register(app: Flask) -> None:
+    # Made even when nothing is served (the handlers count), and each at 0 from the start:
+    # rate() misses a counter's first 1.
+    _make_unlabelled()
     if not app.config["METRICS_ENABLED"]:
         return  # no endpoint (404) and nothing counted per request
-    for name in _UNLABELLED:  # each at 0 from the start: rate() misses a counter's first 1
-        _unlabelled(name)
     app.register_blueprint(bp)
 
     @app.after_request
