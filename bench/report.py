@@ -21,7 +21,10 @@ ORDER = ["api_load", "api_load_postgresql", "db_backup", "db_backup_postgresql",
 READING = {
     "api_load": (
         "the minimal apps answer a constant: the WSGI one shows what nginx, gunicorn and this machine allow, the "
-        "Flask one what the framework itself costs on top. The list does more per request: it checks the token "
+        "Flask one what the framework itself costs on top. The goals' ratios come from rounds in which each API "
+        "request and the minimal Flask app's are measured seconds apart, the median of the rounds judged: this "
+        "machine's pace drifts over the minutes a sweep of every concurrency takes, and a ratio of two figures "
+        "taken that far apart moved with it. The list does more per request: it checks the token "
         "(a worker verifies a token once and remembers it until it expires; flask-jwt-extended still reads its "
         "header once a request), reads the user's id, the blocklist and the sign-in in one plain query, the "
         "counts from the rows the database keeps and a page as plain rows (SQLAlchemy Core, on the session's "
@@ -92,10 +95,15 @@ READING = {
         "a run that changes nothing still checks everything: well over a hundred tasks, each a round trip "
         "in which the host starts Python for one module, and on this machine the control node and the host "
         "share the same two cores. Profiled (profile_tasks), no task stands out: the slowest take one or two "
-        "seconds (facts, the demo account's check, the units and templates), most under one. Reaching the 15 s "
+        "seconds (facts, the demo account's check, the units and templates), most under one. The module's "
+        "Python is most of a round trip's cost: each run unpacks Ansible's module code and compiles it again "
+        "before the module does anything. Reaching the 15 s "
         "goal would take several times fewer round trips (a role's files compared in one module call, facts "
         "gathered once and cached, checks skipped when the release is the one running), a restructuring of "
-        "every role rather than a tuning of any; an update adds building the release on the control node."
+        "every role rather than a tuning of any. An update adds building the release on the control node and "
+        "installing it: into a venv made without a pip of its own (making one ran ensurepip, which took longer "
+        "than the install), Debian's pip installing into it from outside and the venv compiled on every CPU "
+        "at once, which roughly halved the install."
     ),
     "db_backup": (
         "the backup copies in one step (one read snapshot), so writes keep going while it runs; they slow down "
