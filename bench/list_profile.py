@@ -4,11 +4,12 @@ baseline revision, beside a minimal Flask app, in one run.
 
 No bench host and no network: each variant runs in a process of its own (the app imported
 from its own checkout: this one, or a `git worktree` of the baseline made in a temporary
-directory), on a real SQLite file holding an account of 10,000 tasks, through Flask's test
-client, so only the Python work per request is measured. Each figure is CPU time per request
-(time.process_time, the median of alternating rounds), which the machine's other load moves
-far less than wall time. The profile attributes each function's own time (cProfile's
-tottime) to the library it belongs to.
+directory), on a real SQLite file holding an account of 10,000 tasks, each request handed to
+the app as gunicorn hands it (a WSGI call with a prepared environ; Flask's test client would
+add its own URL handling to every figure), so only the Python work per request is measured.
+Each figure is CPU time per request (time.process_time, the median of alternating rounds),
+which the machine's other load moves far less than wall time. The profile attributes each
+function's own time (cProfile's tottime) to the library it belongs to.
   python bench/list_profile.py [--smoke] [--baseline REV]
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import cProfile
+import io
 import json
 import pstats
 import shutil
@@ -50,6 +52,27 @@ def layer_of(where: str) -> str:
         if any(mark in where for mark in marks):
             return name
     return "other (Python's library, builtins)"
+
+
+def wsgi_call(app, path: str, headers: dict):
+    """A request as a WSGI server makes it: the environ built once, each call on a copy of it.
+    Returns the call, which answers the response's status code."""
+    from werkzeug.test import EnvironBuilder  # noqa: PLC0415
+
+    base = EnvironBuilder(path=path, headers=headers, environ_base={"REMOTE_ADDR": "127.0.0.1"}).get_environ()
+
+    def call() -> int:
+        environ = dict(base, **{"wsgi.input": io.BytesIO()})
+        status = []
+        result = app(environ, lambda line, _headers, _exc_info=None: status.append(line))
+        try:
+            for _chunk in result:
+                pass
+        finally:
+            getattr(result, "close", lambda: None)()
+        return int(status[0].split()[0])
+
+    return call
 
 
 def measure(app_dir: Path, rounds: int, per_round: int) -> dict:
@@ -86,12 +109,11 @@ def measure(app_dir: Path, rounds: int, per_round: int) -> dict:
 
     minimal = Flask("minimal")
     minimal.get("/api/tasks")(lambda: {"tasks": [], "total": 0})
-    minimal_client = minimal.test_client()
-    calls = {name: (lambda url=url: client.get(url, headers=headers)) for name, url in REQUESTS.items()}
-    calls["minimal Flask GET"] = lambda: minimal_client.get("/api/tasks")
+    calls = {name: wsgi_call(app, url, headers) for name, url in REQUESTS.items()}
+    calls["minimal Flask GET"] = wsgi_call(minimal, "/api/tasks", {})
     for name, call in calls.items():
         for _ in range(20):
-            if call().status_code != 200:
+            if call() != 200:
                 raise SystemExit(f"{name}: not 200")
     cpu = {name: [] for name in calls}
     for _ in range(rounds):
@@ -190,7 +212,8 @@ def main() -> int:
         {"title": f"The profile of '{PROFILED}' ({per_round} requests, own time by library)",
          "columns": list(profile[0]), "rows": profile},
     ], smoke=args.smoke, method={"requests_per_round": per_round, "rounds": rounds, "tasks": TASKS,
-                                 "baseline": args.baseline, "server": "Flask's test client, SQLite file, no network"})
+                                 "baseline": args.baseline,
+                                 "server": "WSGI calls, a prepared environ (no test client), SQLite file, no network"})
     return 0
 
 
