@@ -6,14 +6,15 @@ and at 100 a page, creating and completing tasks; then the same GET and POST on 
 WSGI app and on a minimal Flask app, each served by the same gunicorn settings behind a
 copy of the same nginx site. The goals' ratios are taken apart from that sweep, in rounds
 where each API request and the minimal Flask app's answer back to back (the machine's pace
-drifts over the minutes between the sweep's steps). Then the list again while sign-ins arrive at 5 a second (an
-open loop beside the closed one: scrypt must not starve the other requests). Memory of all
-the service's processes (PSS, so shared pages count once) at rest, both just restarted and
-after the first requests (the goal's figure), and sampled under load.
+drifts over the minutes between the sweep's steps). Then the list again while sign-ins
+arrive at 5 a second (an open loop beside the closed one: scrypt must not starve the other
+requests). Memory of all the service's processes (PSS, so shared pages count once) at rest,
+both just restarted and after the first requests (the goal's figure), and sampled under load.
 The goals are issue 17's, each judged from this run's own figures.
   python bench/api_load.py [--smoke]
 """
 
+import statistics
 import threading
 import time
 
@@ -143,12 +144,6 @@ def paired_rounds(plan: dict, level: int, rounds: int, seconds: float) -> list[d
     return rows
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else round((ordered[middle - 1] + ordered[middle]) / 2, 3)
-
-
 def fresh_memory() -> dict:
     """The service's memory restarted and asked for its health once, before the bench's first
     requests: a worker grows with its first requests, which the figure at rest then includes."""
@@ -243,7 +238,7 @@ def main() -> int:
                  "requests": mixed["requests"], "rps": mixed["rps"], "p50_ms": mixed["p50_ms"],
                  "p99_ms": mixed["p99_ms"], "max_ms": mixed["max_ms"], "non_2xx": mixed["non_2xx"],
                  "sign-ins answered 200": f"{sign_ins_ok} of {len(sign_ins)}"}
-    judged = {label: median([r[label] for r in rounds]) for label in PAIRED_RATIOS}
+    judged = {label: round(statistics.median(r[label] for r in rounds), 3) for label in PAIRED_RATIOS}
     worst_p99 = at[p99_level]["worst p99 of list, create, complete (ms)"]
     writes = min(judged["create ÷ Flask POST"], judged["complete ÷ Flask POST"])
     paired_where = f"concurrency {ratio_level}, median of {len(rounds)} back-to-back round(s)"
