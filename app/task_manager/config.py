@@ -132,7 +132,9 @@ def engine_options(cfg) -> dict:
     """SQLAlchemy create_engine() options for the configured database."""
     if engine_of(cfg["SQLALCHEMY_DATABASE_URI"]) != "postgresql":
         # SQLite: a file per host; the pragmas come from an event listener (extensions.py).
-        return {"pool_pre_ping": True}
+        # No pre-ping: a connection to a local file has no server or network to lose, and a
+        # "SELECT 1" before every request would test nothing that can fail.
+        return {}
     return {
         "pool_size": cfg["DATABASE_POOL_SIZE"],
         "max_overflow": cfg["DATABASE_POOL_OVERFLOW"],

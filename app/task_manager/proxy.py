@@ -12,6 +12,7 @@ and believing it would let a client choose the host of any URL the app builds.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 from flask import Request
@@ -22,6 +23,9 @@ VIA_PROXY = "task_manager.via_proxy"
 ORIGINAL = "task_manager.proxy.original"
 
 
+# Every request reads its client's address twice (the middleware, the access log), and a
+# worker sees the same few addresses again and again: what they parse to is remembered.
+@functools.lru_cache(maxsize=1024)
 def parse_ip(value: str | None) -> str | None:
     """The address in canonical form, or None when it is not a plain IP address."""
     if not value:

@@ -18,7 +18,7 @@ from sqlalchemy import Integer, String, bindparam, select, update
 
 from .errors import ApiError, error_response
 from .extensions import db, jwt
-from .models import RevokedToken, TokenFamily, User, utcnow
+from .models import TASK_STATUSES, RevokedToken, TaskCount, TokenFamily, User, utcnow
 
 REVOKED_MESSAGE = "認証トークンは無効化されています"
 UNKNOWN_USER_MESSAGE = "ユーザーが存在しません"
@@ -39,19 +39,30 @@ def _user_id(payload: dict) -> int | None:
 @dataclass(frozen=True, slots=True)
 class SignedIn:
     """Whom a verified, unrevoked token names: current_user. A request needs no more of its
-    user than the id (the tasks are the user's by id), and reading it as a plain row with the
-    token's state costs a fraction of loading the user's record through the ORM, on every
-    request. A handler that reads or changes the record takes it with signed_in_user()."""
+    user than the id (the tasks are the user's by id) and how many tasks they hold in each
+    status (a list's totals, the quota), and reading them as a plain row with the token's
+    state costs a fraction of loading the user's record through the ORM, on every request. A
+    handler that reads or changes the record takes it with signed_in_user()."""
 
     id: int
+    task_counts: dict[str, int]
+
+
+def _held(status: str):
+    """How many tasks the user holds in `status`: NULL for none (task_counts keeps no zero rows)."""
+    rows = TaskCount.__table__.c
+    return select(rows.tasks).where(rows.user_id == User.id, rows.status == status).scalar_subquery()
 
 
 # Built once: building a statement costs more than SQLAlchemy's cached execution of it, and
 # this one runs on every authenticated request. A token naming no family binds NULL, which
 # equals no id: nothing is joined, as for a family that is gone. Plain columns, no entity:
-# executed on the session's connection, the ORM's execution layer is skipped.
+# executed on the session's connection, the ORM's execution layer is skipped. The task
+# counts ride along: a statement of their own cost a list more than the three index reads
+# they add here to every request.
 _TOKEN_STATE = (
-    select(User.id, User.token_version, RevokedToken.jti, TokenFamily.id, TokenFamily.revoked_at)
+    select(User.id, User.token_version, RevokedToken.jti, TokenFamily.id, TokenFamily.revoked_at,
+           *(_held(status) for status in TASK_STATUSES))
     .select_from(User)
     .outerjoin(RevokedToken, RevokedToken.jti == bindparam("jti", type_=String))
     .outerjoin(TokenFamily, TokenFamily.id == bindparam("family", type_=String))
@@ -60,8 +71,9 @@ _TOKEN_STATE = (
 
 
 def _token_state(payload: dict):
-    """(user id, token version, revoked jti, family id, family revoked_at) in one query, kept
-    for the rest of the request: the blocklist check and the user lookup both read it."""
+    """(user id, token version, revoked jti, family id, family revoked_at, then the tasks held
+    in each of TASK_STATUSES) in one query, kept for the rest of the request: the blocklist
+    check and the user lookup both read it."""
     cached = g.get("_token_state")
     if cached is not None and cached[0] is payload:
         return cached[1]
@@ -80,7 +92,9 @@ def _token_state(payload: dict):
 @jwt.user_lookup_loader
 def load_user(_header: dict, payload: dict) -> SignedIn | None:
     state = _token_state(payload)
-    return SignedIn(state[0]) if state is not None else None
+    if state is None:
+        return None
+    return SignedIn(state[0], {status: held or 0 for status, held in zip(TASK_STATUSES, state[5:], strict=True)})
 
 
 def signed_in_user() -> User:
@@ -101,7 +115,7 @@ def is_revoked(_header: dict, payload: dict) -> bool:
     state = _token_state(payload)
     if state is None:
         return False  # left to the user lookup, which answers user_not_found
-    _, token_version, revoked_jti, family_id, family_revoked_at = state
+    token_version, revoked_jti, family_id, family_revoked_at = state[1:5]
     if payload.get("ver", 0) != token_version or revoked_jti is not None:
         return True
     if payload.get("fam") is None:

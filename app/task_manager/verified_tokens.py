@@ -10,6 +10,11 @@ is unexpired:
 - expiry is judged again at every use, as PyJWT judges it (exp <= now - leeway);
 - revocation is never kept: tokens.py reads it from the database at every request;
 - a token with a CSRF value, or decoded with allow_expired, goes the library's own way.
+
+Its header is kept beside what it gave: flask-jwt-extended reads a token's header again
+after every verification (PyJWT decodes all three parts for it, checking each character in
+Python), and that alone was a tenth of a list's CPU once the verification was remembered.
+The header it is given for a remembered token is the one read from that same text.
 """
 
 from __future__ import annotations
@@ -18,8 +23,9 @@ import contextlib
 from datetime import UTC, datetime, timedelta
 
 from flask import Flask, current_app
-from flask_jwt_extended import JWTManager
+from flask_jwt_extended import JWTManager, view_decorators
 from flask_jwt_extended.config import config
+from flask_jwt_extended.utils import get_unverified_jwt_headers
 
 # Per worker and app: a board's access token is one entry until it expires (15 minutes by
 # default), so this is room for that many signed-in people using one worker at once.
@@ -32,6 +38,19 @@ def _seconds(leeway: float | timedelta) -> float:
     return leeway.total_seconds() if isinstance(leeway, timedelta) else leeway
 
 
+def remembered_headers(encoded_token: str) -> dict:
+    """The header of a token this app verified and still remembers, else read as the library
+    reads it. Either way it is read from the token's own text; a copy, never the kept one."""
+    kept = current_app.extensions[_EXTENSION].get(encoded_token)
+    return dict(kept[1]) if kept is not None else get_unverified_jwt_headers(encoded_token)
+
+
+# The request decorators call the name they imported; it is replaced there, so that every
+# view's token check reads a remembered token's header from memory. tests/test_verified_tokens.py
+# fails if a new flask-jwt-extended stops calling it.
+view_decorators.get_unverified_jwt_headers = remembered_headers
+
+
 class RememberingJWTManager(JWTManager):
     def init_app(self, app: Flask, add_context_processor: bool = False) -> None:
         super().init_app(app, add_context_processor)
@@ -40,11 +59,11 @@ class RememberingJWTManager(JWTManager):
     def _decode_jwt_from_config(self, encoded_token: str, csrf_value=None, allow_expired: bool = False) -> dict:
         if csrf_value is not None or allow_expired:
             return super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
-        verified: dict[str, dict] = current_app.extensions[_EXTENSION]
-        payload = verified.get(encoded_token)
-        if payload is not None:
-            if payload["exp"] > datetime.now(tz=UTC).timestamp() - _seconds(config.leeway):
-                return dict(payload)  # a copy: the caller's may be changed, the kept one never
+        verified: dict[str, tuple[dict, dict]] = current_app.extensions[_EXTENSION]
+        kept = verified.get(encoded_token)
+        if kept is not None:
+            if kept[0]["exp"] > datetime.now(tz=UTC).timestamp() - _seconds(config.leeway):
+                return dict(kept[0])  # a copy: the caller's may be changed, the kept one never
             verified.pop(encoded_token, None)
         payload = super()._decode_jwt_from_config(encoded_token, csrf_value, allow_expired)
         if isinstance(payload.get("exp"), int):
@@ -52,5 +71,5 @@ class RememberingJWTManager(JWTManager):
                 # The oldest kept goes; with gunicorn's threads another may have taken it.
                 with contextlib.suppress(StopIteration, KeyError, RuntimeError):
                     del verified[next(iter(verified))]
-            verified[encoded_token] = dict(payload)
+            verified[encoded_token] = (dict(payload), get_unverified_jwt_headers(encoded_token))
         return payload

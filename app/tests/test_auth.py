@@ -194,12 +194,13 @@ def test_token_of_a_deleted_user_is_401(app, api):
 
 
 def test_a_user_deleted_after_the_token_check_is_401_not_500(app):
-    """The token check reads the user's id only (tokens.SignedIn); a handler that needs the
-    record loads it, and a record deleted in between is the token check's own answer."""
+    """The token check reads the user's id and task counts only (tokens.SignedIn); a handler
+    that needs the record loads it, and a record deleted in between is the token check's own
+    answer."""
     with app.test_request_context("/api/auth/me"):
         # What @jwt_required leaves when a token passed for a user whose record then went.
         g._jwt_extended_jwt = {"sub": str(2**31 - 1), "type": "access"}
-        g._jwt_extended_jwt_user = {"loaded_user": tokens.SignedIn(id=2**31 - 1)}
+        g._jwt_extended_jwt_user = {"loaded_user": tokens.SignedIn(id=2**31 - 1, task_counts={})}
         with pytest.raises(ApiError) as refused:
             tokens.signed_in_user()
     assert (refused.value.status, refused.value.error) == (401, "user_not_found")
@@ -217,7 +218,7 @@ def test_a_sign_out_everywhere_between_the_token_check_and_the_handler_refuses_t
     for presented, refused in ((version, True), (version + 1, False)):
         with app.test_request_context("/api/auth/refresh"):
             g._jwt_extended_jwt = {"sub": str(user_id), "type": "refresh", "ver": presented}
-            g._jwt_extended_jwt_user = {"loaded_user": tokens.SignedIn(id=user_id)}
+            g._jwt_extended_jwt_user = {"loaded_user": tokens.SignedIn(id=user_id, task_counts={})}
             if refused:
                 with pytest.raises(ApiError) as error:
                     tokens.signed_in_user()

@@ -113,10 +113,10 @@ def test_postgresql_urls_from_the_environment_mean_psycopg(tmp_path):
                        "pool_recycle": 1800, "connect_args": {"connect_timeout": 2, "application_name": "task-manager"}}
 
 
-def test_sqlite_has_no_migration_url_and_its_old_options(tmp_path):
+def test_sqlite_has_no_migration_url_and_no_pool_options(tmp_path):
     app = create_app(make_config(tmp_path))
     assert app.config["MIGRATION_DATABASE_URI"] is None
-    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"] == {"pool_pre_ping": True}
+    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"] == {}
 
 
 PG = "postgresql://app:pw@db/task_manager"

@@ -117,11 +117,6 @@ def test_the_wsgi_module_loads_with_the_database_down(tmp_path):
     assert "pw@" not in result.stdout + result.stderr + (tmp_path / "logs" / "errors.log").read_text()
 
 
-@pytest.mark.sqlite_only
-def test_sqlite_keeps_its_engine_options(app):
-    assert app.config["SQLALCHEMY_ENGINE_OPTIONS"] == {"pool_pre_ping": True}
-
-
 @pytest.mark.postgresql_only
 def test_postgresql_pool_follows_the_settings(app, app_with):
     assert app.config["SQLALCHEMY_ENGINE_OPTIONS"] == {

@@ -5,6 +5,7 @@ app's key still refuses it."""
 import time
 from datetime import timedelta
 
+import jwt
 from flask_jwt_extended import create_access_token, decode_token
 
 from task_manager import verified_tokens
@@ -72,3 +73,17 @@ def test_a_leeway_given_as_a_timedelta_counts_as_pyjwt_counts_it(app, api):
     for _ in range(2):  # verified, then remembered
         assert api.client.get("/api/tasks", headers=bearer(token)).status_code == 200
     assert token in app.extensions["verified_tokens"]
+
+
+def test_a_remembered_token_s_header_is_not_decoded_again(app, api, monkeypatch):
+    assert api.get("/api/tasks").status_code == 200  # verified, and remembered with its header
+    with app.app_context():
+        assert verified_tokens.remembered_headers(api.access) == jwt.get_unverified_header(api.access)
+    decoded = []
+    library = jwt.get_unverified_header
+    monkeypatch.setattr(jwt, "get_unverified_header", lambda token: decoded.append(token) or library(token))
+    assert api.get("/api/tasks").status_code == 200
+    assert decoded == []  # fails if flask-jwt-extended reads the header another way
+    other = short_lived_token(app, api, 600)
+    assert api.client.get("/api/tasks", headers=bearer(other)).status_code == 200
+    assert other in decoded  # a token not yet verified is read by the library

@@ -12,7 +12,7 @@ from sqlalchemy import BigInteger, Integer, String, bindparam, case, func, or_, 
 from .. import metrics, schemas, validation
 from ..errors import ApiError
 from ..extensions import db
-from ..models import TASK_STATUSES, Task, TaskCount
+from ..models import TASK_STATUSES, Task
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 
@@ -49,18 +49,10 @@ def _status_filter(query, status: str | None):
     return query if status is None else query.where(TASKS.status.in_(_statuses(status)))
 
 
-# The statements every list runs are built once and executed with new values: building a
-# statement costs more than SQLAlchemy's cached execution of one already built.
-_COUNT_ROWS = TaskCount.__table__.c
-_COUNTS = select(_COUNT_ROWS.status, _COUNT_ROWS.tasks).where(
-    _COUNT_ROWS.user_id == bindparam("user_id", type_=Integer))
-
-
 def _counts() -> dict[str, int]:
-    """The caller's tasks in each status, read from the rows the database keeps (task_counts.py)."""
-    counts = dict.fromkeys(TASK_STATUSES, 0)
-    counts.update(_rows().execute(_COUNTS, {"user_id": current_user.id}).all())
-    return counts
+    """The caller's tasks in each status, read with the token's state (tokens.py) from the
+    rows the database keeps (task_counts.py): a copy, which the caller may change."""
+    return dict(current_user.task_counts)
 
 
 def _rows():
@@ -96,7 +88,9 @@ def _order_by(sort: str, dialect: str):
 @functools.cache
 def _page_query(dialect: str, status: str | None, sort: str | None, *, searching: bool):
     """The statement of one kind of list (a filter, a sort, a search or not) on one engine: a
-    page of it, or, without a sort, the count of its rows. There are a few dozen kinds at most."""
+    page of it, or, without a sort, the count of its rows. There are a few dozen kinds at most,
+    each built once and executed with new values: building a statement costs more than
+    SQLAlchemy's cached execution of one already built."""
     query = select(*(TASKS[name] for name in schemas.TASK_FIELDS)).where(
         TASKS.user_id == bindparam("user_id", type_=Integer))
     query = _status_filter(query, status)
