@@ -36,6 +36,14 @@ class User(db.Model):
     tasks: Mapped[list[Task]] = relationship(back_populates="user", cascade="all, delete-orphan", passive_deletes=True)
 
 
+def completed_at_after(status: str, was_status: str | None, was_completed_at: datetime | None) -> datetime | None:
+    """A task's completed_at once its status goes from was_status (None: a new task) to
+    status: set when it becomes completed, kept while it stays completed, cleared otherwise."""
+    if status != "completed":
+        return None
+    return was_completed_at if was_status == "completed" else utcnow()
+
+
 class Task(db.Model):
     __tablename__ = "tasks"
     __table_args__ = (
@@ -64,12 +72,6 @@ class Task(db.Model):
 
     user: Mapped[User] = relationship(back_populates="tasks")
 
-    def set_status(self, status: str) -> None:
-        if status == "completed" and self.status != "completed":
-            self.completed_at = utcnow()
-        elif status != "completed":
-            self.completed_at = None
-        self.status = status
 
 
 class TaskCount(db.Model):

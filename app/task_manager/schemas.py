@@ -565,6 +565,12 @@ def task_page_json(rows, *, total: int, page: int, per_page: int, counts: dict[s
     }, option=_PAGE_JSON)
 
 
+def task_json(row) -> bytes:
+    """The body reply(Task, ...) writes, for a row holding TASK_FIELDS' columns in that order:
+    what a write's RETURNING or a task's select gave (see task_page_json)."""
+    return orjson.dumps(dict(zip(TASK_FIELDS, row, strict=True)), option=_PAGE_JSON)
+
+
 def reply(schema: type[Reply], value: Any, status: int = 200) -> Response:
     """value (a row, or a dict of rows and values) read through schema and written by
     pydantic's serializer: the bytes jsonify writes with this app's JSON settings (keys in

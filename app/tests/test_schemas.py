@@ -9,6 +9,7 @@ import pytest
 from flask import jsonify
 
 from task_manager import schemas
+from task_manager.extensions import db
 from task_manager.models import Task
 from tests.conftest import PASSWORD
 
@@ -167,6 +168,31 @@ def test_the_task_list_writer_writes_the_bytes_reply_writes(app):
     as_objects = [SimpleNamespace(**dict(zip(schemas.TASK_FIELDS, row, strict=True))) for row in rows]
     assert schemas.task_page_json(rows, **page) == _page_reply(app, as_objects, **page)
     assert schemas.task_page_json([], **page) == _page_reply(app, [], **page)
+    with app.test_request_context():
+        for row, task in zip(rows, as_objects, strict=True):
+            assert schemas.task_json(row) == schemas.reply(schemas.Task, task).get_data()
+
+
+def test_a_task_s_reply_is_the_bytes_reply_wrote_from_the_task(app, api):
+    """Through the API on each engine: what a create, a read and each kind of write answer
+    is what reply(Task) writes from the same task loaded as a model."""
+    path = "/api/tasks"
+    requests = [("post", {"title": "説明 \"one\"", "description": "line\n\tnext", "due_date": "2030-01-31",
+                          "priority": "low"}, 201),
+                ("get", None, 200), ("patch", {"status": "completed"}, 200),
+                ("put", {"title": "back\\slash", "status": "completed"}, 200)]
+    for method, body, status in requests:
+        response = getattr(api, method)(path, **({} if body is None else {"json": body}))
+        assert (response.status_code, response.mimetype) == (status, "application/json"), method
+        path = f"/api/tasks/{response.get_json()['id']}"
+        with app.app_context():
+            expected = _task_reply(app, db.session.get(Task, response.get_json()["id"]))
+        assert response.get_data() == expected, method
+
+
+def _task_reply(app, task) -> bytes:
+    with app.test_request_context():
+        return schemas.reply(schemas.Task, task).get_data()
 
 
 @pytest.mark.parametrize("query", ["", "?per_page=3&page=2", "?sort=title&status=active", "?sort=-due_date",

@@ -1,6 +1,8 @@
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import pytest
+
+from task_manager.api import tasks
 
 
 def test_create_task_with_defaults(api):
@@ -92,6 +94,34 @@ def test_completing_sets_and_reopening_clears_completed_at(api):
     assert reopened["completed_at"] is None
     created_done = api.task(status="completed")
     assert created_done["completed_at"] is not None
+
+
+def test_a_write_that_changes_nothing_leaves_the_task_and_its_updated_at(api):
+    task = api.task(title="same", priority="high")
+    path = f"/api/tasks/{task['id']}"
+    for method, body in (("patch", {"title": "same"}), ("patch", {}),
+                         ("put", {"title": "same", "priority": "high"})):
+        response = getattr(api, method)(path, json=body)
+        assert response.status_code == 200, (method, body)
+        assert response.get_json() == task, (method, body)
+    changed = api.patch(path, json={"title": "other"}).get_json()
+    assert changed["created_at"] == task["created_at"]
+    assert datetime.fromisoformat(changed["updated_at"]) > datetime.fromisoformat(task["updated_at"])
+
+
+def test_a_task_deleted_between_its_read_and_its_write_is_404_not_500(api, monkeypatch):
+    """Another request deletes the task after this one read it: its update finds no row."""
+    task = api.task()
+    read = tasks._own_row
+
+    def read_then_lose(task_id):
+        row = read(task_id)
+        tasks.db.session.execute(tasks.delete(tasks.Task.__table__).where(tasks.TASKS.id == task_id))
+        return row
+
+    monkeypatch.setattr(tasks, "_own_row", read_then_lose)
+    response = api.patch(f"/api/tasks/{task['id']}", json={"title": "too late"})
+    assert response.status_code == 404 and response.get_json()["error"] == "task_not_found"
 
 
 def test_put_replaces_and_patch_updates(api):

@@ -7,33 +7,55 @@ import functools
 
 from flask import Blueprint, current_app, request
 from flask_jwt_extended import current_user, jwt_required
-from sqlalchemy import BigInteger, Integer, String, bindparam, case, func, or_, select
+from sqlalchemy import BigInteger, Integer, String, bindparam, case, delete, func, insert, or_, select, update
 
 from .. import metrics, schemas, validation
 from ..errors import ApiError
 from ..extensions import db
-from ..models import TASK_STATUSES, Task
+from ..models import TASK_STATUSES, Task, completed_at_after
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 
 # The largest id a task can have: SQLite's INTEGER is 64 bits, PostgreSQL's (serial) 32.
 # A larger id in a URL is no task, not a database error.
 MAX_TASK_ID = {"sqlite": 2**63 - 1, "postgresql": 2**31 - 1}
-# What every list runs is plain SQL on the tables (SQLAlchemy Core), whose rows are written
-# as they come (schemas.task_page_json): loading ORM objects that nothing changes, and
-# reading them again through the reply's model, was most of a list's cost. Writes go
-# through the ORM.
+# What a list, a task's read and a task's write run is plain SQL on the tables (SQLAlchemy
+# Core), whose rows are written as they come (schemas.task_page_json, schemas.task_json):
+# loading ORM objects, flushing them through the unit of work and reading them again through
+# the reply's model was most of a request's cost. The table's constraints hold Task's rules.
 TASKS = Task.__table__.c
 PRIORITY_RANK = case({"low": 0, "medium": 1, "high": 2}, value=TASKS.priority)
+_TASK_COLUMNS = tuple(TASKS[name] for name in schemas.TASK_FIELDS)
+# One task of the caller's. Its values are bound under names of their own: a column's own
+# name is taken by the SET clause of an update.
+_OWN = (TASKS.id == bindparam("own_id", type_=Integer)) & (TASKS.user_id == bindparam("own_user", type_=Integer))
+_SELECT_OWN = select(*_TASK_COLUMNS).where(_OWN)
+_INSERT = insert(Task.__table__).returning(*_TASK_COLUMNS)
+_UPDATE_OWN = update(Task.__table__).where(_OWN).returning(*_TASK_COLUMNS)
+_DELETE_OWN = delete(Task.__table__).where(_OWN)
 
 
-def _own_task(task_id: int) -> Task:
+def _not_found() -> ApiError:
+    return ApiError(404, "task_not_found", "タスクが見つかりません")
+
+
+def _own(task_id: int) -> dict:
+    """The bound values of _OWN: a larger id than the engine's column holds is no task."""
     if task_id > MAX_TASK_ID[db.engine.dialect.name]:
-        raise ApiError(404, "task_not_found", "タスクが見つかりません")
-    task = db.session.scalar(select(Task).where(Task.id == task_id, Task.user_id == current_user.id))
-    if task is None:
-        raise ApiError(404, "task_not_found", "タスクが見つかりません")
-    return task
+        raise _not_found()
+    return {"own_id": task_id, "own_user": current_user.id}
+
+
+def _own_row(task_id: int):
+    """The caller's task as a row of TASK_FIELDS' columns; 404 for another user's or none."""
+    row = _rows().execute(_SELECT_OWN, _own(task_id)).first()
+    if row is None:
+        raise _not_found()
+    return row
+
+
+def _task_reply(row, status: int = 200):
+    return current_app.response_class(schemas.task_json(row), status=status, mimetype="application/json")
 
 
 def _statuses(status: str | None) -> tuple[str, ...]:
@@ -128,17 +150,6 @@ def list_tasks():
     return current_app.response_class(body, mimetype="application/json")
 
 
-def _apply(task: Task, change: schemas.TaskCreate) -> None:
-    """Every field of a TaskCreate (POST, PUT: the ones left out take their defaults), only
-    the given ones of a TaskPatch."""
-    fields = change.model_dump(exclude_unset=isinstance(change, schemas.TaskPatch))
-    status = fields.pop("status", None)
-    for name, value in fields.items():
-        setattr(task, name, value)
-    if status is not None:
-        task.set_status(status)
-
-
 def _check_quota() -> None:
     limit = current_app.config["TASKS_MAX_PER_USER"]
     held = sum(_counts().values())
@@ -149,30 +160,19 @@ def _check_quota() -> None:
         )
 
 
-def _reply_then_commit(task: Task, status: int):
-    """The reply written from the task as it was flushed (its id, its times), then the
-    commit: after the commit, reading any attribute loads the whole row again by a query,
-    so the caller reads what it needs (its status) before."""
-    db.session.flush()
-    response = schemas.reply(schemas.Task, task, status)
-    db.session.commit()
-    return response
-
-
 @bp.post("")
 @jwt_required()
 def create_task():
-    change = validation.body(schemas.TaskCreate)
-    task = Task(user_id=current_user.id, status="pending", priority="medium")
-    _apply(task, change)
+    values = validation.body(schemas.TaskCreate).model_dump()
     _check_quota()
-    db.session.add(task)
-    completed = task.status == "completed"
-    response = _reply_then_commit(task, 201)
+    values["user_id"] = current_user.id
+    values["completed_at"] = completed_at_after(values["status"], None, None)
+    row = _rows().execute(_INSERT, values).one()
+    db.session.commit()
     metrics.TASKS_CREATED.inc()
-    if completed:
+    if row.status == "completed":
         metrics.TASKS_COMPLETED.inc()
-    return response
+    return _task_reply(row, 201)
 
 
 @bp.delete("")
@@ -188,25 +188,36 @@ def delete_completed():
 @bp.get("/<int:task_id>")
 @jwt_required()
 def get_task(task_id: int):
-    return schemas.reply(schemas.Task, _own_task(task_id))
+    return _task_reply(_own_row(task_id))
 
 
 @bp.route("/<int:task_id>", methods=["PUT", "PATCH"])
 @jwt_required()
 def update_task(task_id: int):
-    task = _own_task(task_id)
-    was_completed = task.status == "completed"
-    _apply(task, validation.body(schemas.TaskCreate if request.method == "PUT" else schemas.TaskPatch))
-    completed_now = task.status == "completed" and not was_completed
-    response = _reply_then_commit(task, 200)
-    if completed_now:
+    row = _own_row(task_id)
+    change = validation.body(schemas.TaskCreate if request.method == "PUT" else schemas.TaskPatch)
+    # PUT: every field (the ones left out take their defaults); PATCH: only the given ones.
+    fields = change.model_dump(exclude_unset=isinstance(change, schemas.TaskPatch))
+    was = dict(zip(schemas.TASK_FIELDS, row, strict=True))
+    if "status" in fields:
+        fields["completed_at"] = completed_at_after(fields["status"], was["status"], was["completed_at"])
+    # Only what differs is written, as the ORM did: a request that changes nothing leaves the
+    # row, and its updated_at, as they were.
+    changes = {name: value for name, value in fields.items() if value != was[name]}
+    if changes:
+        row = _rows().execute(_UPDATE_OWN, {**changes, **_own(task_id)}).first()
+        if row is None:  # deleted by another request since it was read
+            raise _not_found()
+        db.session.commit()
+    if row.status == "completed" and was["status"] != "completed":
         metrics.TASKS_COMPLETED.inc()
-    return response
+    return _task_reply(row)
 
 
 @bp.delete("/<int:task_id>")
 @jwt_required()
 def delete_task(task_id: int):
-    db.session.delete(_own_task(task_id))
+    if _rows().execute(_DELETE_OWN, _own(task_id)).rowcount == 0:
+        raise _not_found()
     db.session.commit()
     return "", 204
