@@ -111,6 +111,71 @@ def test_the_monthly_check_still_audits_the_hashed_file(osv_url):
     assert [d["name"] for d in deps if d["vulns"]] == ["flask"]
 
 
+# ---------------------------------------------------------------------------- the build
+
+
+BUILD = ROOT / "roles" / "app_release" / "files" / "build-release.sh"
+TARGET = (f"{sys.version_info.major}.{sys.version_info.minor}", "x86_64")
+
+
+@pytest.fixture(scope="module")
+def source_repo(tmp_path_factory) -> Path:
+    """A scratch repository holding the committed app and frontend, as a release is built from."""
+    repo = tmp_path_factory.mktemp("source-repo")
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", "HEAD", "app", "frontend"],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(repo)], input=archive, check=True)
+    git = ["git", "-C", str(repo), "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+    subprocess.run([*git, "init", "-q", "-b", "main"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "release"], check=True)
+    return repo
+
+
+def build(repo: Path, out: Path, release: str, **env: str) -> subprocess.CompletedProcess:
+    revision = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    return subprocess.run([str(BUILD), str(repo), revision, release, release, str(out / revision), sys.executable,
+                           *TARGET], capture_output=True, text=True, check=False, timeout=600,
+                          env={**os.environ, **env})
+
+
+def wheels_in(tarball: Path) -> list[str]:
+    names = subprocess.run(["tar", "-tzf", str(tarball)], capture_output=True, text=True, check=True).stdout.split()
+    return sorted(name for name in names if name.endswith(".whl"))
+
+
+def test_a_release_with_the_same_pins_takes_the_wheelhouse_checked_for_the_last_one(source_repo, tmp_path):
+    first = build(source_repo, tmp_path, "r1")
+    assert first.returncode == 0, first.stderr[-3000:]
+    kept = list((tmp_path / "wheelhouses").iterdir())
+    assert len(kept) == 1 and not kept[0].name.startswith(".")
+    # No index at all: only the kept wheelhouse can give the second build its dependencies.
+    second = build(source_repo, tmp_path, "r2", PIP_CONFIG_FILE=os.devnull, PIP_NO_INDEX="1", PIP_FIND_LINKS="")
+    assert second.returncode == 0, second.stderr[-3000:]
+    revision_dir = Path(first.stdout.strip()).parent
+    assert wheels_in(revision_dir / "r1.tar.gz") == wheels_in(revision_dir / "r2.tar.gz")
+    assert len(wheels_in(revision_dir / "r2.tar.gz")) > 10
+
+
+def test_pins_whose_hashes_match_no_file_are_refused_and_nothing_is_kept(source_repo, tmp_path):
+    repo = tmp_path / "repo"
+    shutil.copytree(source_repo, repo)
+    requirements = repo / "app" / "requirements.txt"
+    text = requirements.read_text()
+    start = text.index("\nblinker==")
+    end = text.index("# via", start)
+    requirements.write_text(text[:start] + re.sub(r"[0-9a-f]{64}", "1" * 64, text[start:end]) + text[end:])
+    subprocess.run(["git", "-C", str(repo), "-c", "user.name=test", "-c", "user.email=test@example.invalid",
+                    "commit", "-qam", "a wheel that is not the locked one"], check=True)
+    run = build(repo, tmp_path / "out", "bad")
+    assert run.returncode == 1
+    assert "refused: the wheelhouse for Python" in run.stderr and "is not the file that was locked" in \
+        re.sub(r"\s+", " ", run.stderr)
+    assert list((tmp_path / "out" / "wheelhouses").iterdir()) == []  # no wheelhouse, whole or half
+    assert not list((tmp_path / "out").glob("*/*.tar.gz"))
+
+
 # ---------------------------------------------------------------------------- the audit
 
 

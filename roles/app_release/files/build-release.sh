@@ -19,18 +19,31 @@ export SOURCE_DATE_EPOCH=$commit_time
 "$python" -m pip wheel --quiet --no-deps --no-build-isolation -w "$work/pkg/wheels" "$work/src/app"
 # Every dependency file must match a sha256 in requirements.txt (make lock writes them for
 # every file on PyPI, so each target's wheels are covered); a pin without a hash, or a
-# file that is not the one locked, stops the build.
-if ! "$python" -m pip download --quiet --require-hashes --only-binary=:all: --implementation cp \
-  --python-version "$target_py" \
-  --platform "manylinux_2_17_${target_arch}" --platform "manylinux2014_${target_arch}" \
-  --platform "manylinux_2_28_${target_arch}" --platform any \
-  -r "$work/src/app/requirements.txt" -d "$work/pkg/wheels"; then
-  echo "build-release.sh: refused: the wheelhouse for Python $target_py on $target_arch does not match" \
-    "app/requirements.txt at $revision (see pip's error above). A pin without hashes or a missing wheel:" \
-    "run 'make lock', commit, release again. A file whose hash differs from the locked one: it is not" \
-    "the file that was locked; find out why before anything else." >&2
-  exit 1
+# file that is not the one locked, stops the build. What pip downloaded and checked is kept
+# beside the built releases, under the hash of the pins and the target: the next release
+# with the same pins (most of them) takes its wheels from there, as a built release is
+# taken from there, instead of asking the index for every file again.
+wheelhouses="$(dirname "$out")/wheelhouses"
+key=$(printf '%s\n' "$target_py" "$target_arch" | cat - "$work/src/app/requirements.txt" | sha256sum | cut -d' ' -f1)
+if [ ! -d "$wheelhouses/$key" ]; then
+  mkdir -p "$wheelhouses"
+  fresh=$(mktemp -d "$wheelhouses/.$key.XXXXXX")
+  trap 'rm -rf "$work" "$fresh"' EXIT
+  if ! "$python" -m pip download --quiet --require-hashes --only-binary=:all: --implementation cp \
+    --python-version "$target_py" \
+    --platform "manylinux_2_17_${target_arch}" --platform "manylinux2014_${target_arch}" \
+    --platform "manylinux_2_28_${target_arch}" --platform any \
+    -r "$work/src/app/requirements.txt" -d "$fresh"; then
+    echo "build-release.sh: refused: the wheelhouse for Python $target_py on $target_arch does not match" \
+      "app/requirements.txt at $revision (see pip's error above). A pin without hashes or a missing wheel:" \
+      "run 'make lock', commit, release again. A file whose hash differs from the locked one: it is not" \
+      "the file that was locked; find out why before anything else." >&2
+    exit 1
+  fi
+  # Complete or absent, never half there: another build that got there first keeps its own.
+  mv -T "$fresh" "$wheelhouses/$key" 2>/dev/null || true
 fi
+cp "$wheelhouses/$key"/*.whl "$work/pkg/wheels/"
 
 cp "$work/src/app/requirements.txt" "$work/pkg/requirements.txt"
 cp -r "$work/src/frontend" "$work/pkg/frontend"
