@@ -41,7 +41,7 @@ def _seconds(leeway: float | timedelta) -> float:
 def remembered_headers(encoded_token: str) -> dict:
     """The header of a token this app verified and still remembers, else read as the library
     reads it. Either way it is read from the token's own text; a copy, never the kept one."""
-    kept = current_app.extensions[_EXTENSION].get(encoded_token)
+    kept = current_app.extensions.get(_EXTENSION, {}).get(encoded_token)  # none for another manager's app
     return dict(kept[1]) if kept is not None else get_unverified_jwt_headers(encoded_token)
 
 

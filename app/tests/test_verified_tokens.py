@@ -6,7 +6,8 @@ import time
 from datetime import timedelta
 
 import jwt
-from flask_jwt_extended import create_access_token, decode_token
+from flask import Flask
+from flask_jwt_extended import JWTManager, create_access_token, decode_token, jwt_required
 
 from task_manager import verified_tokens
 from task_manager.extensions import db
@@ -87,3 +88,15 @@ def test_a_remembered_token_s_header_is_not_decoded_again(app, api, monkeypatch)
     other = short_lived_token(app, api, 600)
     assert api.client.get("/api/tasks", headers=bearer(other)).status_code == 200
     assert other in decoded  # a token not yet verified is read by the library
+
+
+def test_an_app_with_the_library_s_own_manager_still_reads_a_token_s_header():
+    """The header's reader is replaced for the whole process: an app whose JWTManager keeps
+    nothing has its tokens' headers read by the library, as before."""
+    plain = Flask("plain")
+    plain.config["JWT_SECRET_KEY"] = "plain-key-" + "z" * 40
+    JWTManager(plain)
+    plain.get("/plain")(jwt_required()(lambda: {"ok": True}))
+    with plain.app_context():
+        token = create_access_token(identity="someone")
+    assert plain.test_client().get("/plain", headers=bearer(token)).get_json() == {"ok": True}
