@@ -73,7 +73,6 @@ class Task(db.Model):
     user: Mapped[User] = relationship(back_populates="tasks")
 
 
-
 class TaskCount(db.Model):
     """How many tasks a user holds in one status: kept by triggers on `tasks`, never
     written by the API (task_counts.py). A row exists only while its count is above zero."""

@@ -1,8 +1,11 @@
 from datetime import date, datetime, timedelta
 
 import pytest
+from sqlalchemy import delete
 
 from task_manager.api import tasks
+from task_manager.extensions import db
+from task_manager.models import Task
 
 
 def test_create_task_with_defaults(api):
@@ -116,7 +119,7 @@ def test_a_task_deleted_between_its_read_and_its_write_is_404_not_500(api, monke
 
     def read_then_lose(task_id):
         row = read(task_id)
-        tasks.db.session.execute(tasks.delete(tasks.Task.__table__).where(tasks.TASKS.id == task_id))
+        db.session.execute(delete(Task).where(Task.id == task_id))
         return row
 
     monkeypatch.setattr(tasks, "_own_row", read_then_lose)

@@ -113,7 +113,7 @@ def _page_query(dialect: str, status: str | None, sort: str | None, *, searching
     page of it, or, without a sort, the count of its rows. There are a few dozen kinds at most,
     each built once and executed with new values: building a statement costs more than
     SQLAlchemy's cached execution of one already built."""
-    query = select(*(TASKS[name] for name in schemas.TASK_FIELDS)).where(
+    query = select(*_TASK_COLUMNS).where(
         TASKS.user_id == bindparam("user_id", type_=Integer))
     query = _status_filter(query, status)
     if searching:
