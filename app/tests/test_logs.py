@@ -2,6 +2,8 @@
 
 import os
 import re
+import time
+from pathlib import Path
 
 from tests.conftest import PASSWORD
 
@@ -141,3 +143,43 @@ def test_log_files_are_reopened_after_rotation(tmp_path, client):
     assert "/health" in (logs / "access.log").read_text()
     rotated = (logs / "access.log.1").read_text()
     assert rotated.count("/health") == 1
+
+
+def test_the_access_log_stamps_its_lines_as_logging_stamps_the_others(tmp_path, client):
+    client.get("/api/tasks")  # a 401: one access line, one task_manager.log line, in the same millisecond or two
+    stamp = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
+    access = stamp.match(lines_of(tmp_path, "access.log")[0])
+    logged = stamp.match(lines_of(tmp_path, "task_manager.log")[0])
+    assert access and logged
+    to_ms = [time.mktime(time.strptime(m[1], "%Y-%m-%d %H:%M:%S")) * 1000 + int(m[2]) for m in (logged, access)]
+    assert 0 <= to_ms[1] - to_ms[0] < 1000
+
+
+def test_an_access_log_that_cannot_be_written_never_fails_a_request_and_is_said_once(tmp_path, capfd):
+    from task_manager.logging_setup import AccessLog
+
+    # /dev/full: a real file that accepts the open and refuses every write (ENOSPC), as a full disk does.
+    log = AccessLog(Path("/dev/full"))
+    for _ in range(3):
+        log.write('127.0.0.1 "GET /health" 200 0.1ms 15')
+    said = capfd.readouterr().err.splitlines()
+    assert len(said) == 1
+    assert "cannot write /dev/full" in said[0]
+    assert "No space left on device" in said[0]
+    log.close()
+
+
+def test_the_api_answers_while_its_access_log_cannot_be_written(tmp_path, client, capfd):
+    log = tmp_path / "logs" / "access.log"
+    client.get("/health")
+    # The file moved away and, in its place, one that refuses every write: the writer follows
+    # the move (as after logrotate) and meets a full disk.
+    log.unlink()
+    log.symlink_to("/dev/full")
+    assert client.get("/health").status_code == 200
+    assert client.get("/api/tasks").status_code == 401
+    assert capfd.readouterr().err.count("cannot write") == 1
+    log.unlink()  # space again: the next line lands in a new file
+    assert client.get("/health").status_code == 200
+    [line] = lines_of(tmp_path, "access.log")
+    assert re.search(r' "GET /health" 200 \d+\.\dms \d+$', line), line
