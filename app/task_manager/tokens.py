@@ -57,9 +57,9 @@ def _held(status: str):
 # Built once: building a statement costs more than SQLAlchemy's cached execution of it, and
 # this one runs on every authenticated request. A token naming no family binds NULL, which
 # equals no id: nothing is joined, as for a family that is gone. Plain columns, no entity:
-# executed on the session's connection, the ORM's execution layer is skipped. The task
-# counts ride along: a statement of their own cost a list more than the three index reads
-# they add here to every request.
+# executed on the request's own connection (Database.request_connection), the ORM's session
+# and execution layer are skipped. The task counts ride along: a statement of their own cost
+# a list more than the three index reads they add here to every request.
 _TOKEN_STATE = (
     select(User.id, User.token_version, RevokedToken.jti, TokenFamily.id, TokenFamily.revoked_at,
            *(_held(status) for status in TASK_STATUSES))
@@ -81,7 +81,7 @@ def _token_state(payload: dict):
     user_id = _user_id(payload)
     if user_id is not None:
         family_id = payload.get("fam")  # none in a token from before families
-        state = db.session.connection().execute(_TOKEN_STATE, {
+        state = db.request_connection().execute(_TOKEN_STATE, {
             "jti": str(payload.get("jti")), "family": str(family_id) if family_id is not None else None,
             "user_id": user_id,
         }).first()

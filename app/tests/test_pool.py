@@ -161,3 +161,46 @@ def test_an_exhausted_pool_is_503_not_a_hang(app_with):
     assert response.get_json()["error"] == "database_unavailable"
     assert health.status_code == 503
     assert app.test_client().get("/health").status_code == 200  # and free again
+
+
+@pytest.fixture
+def connections_held():
+    """How many pooled connections are checked out at once: now, and at most, while the test runs."""
+    held = {"now": 0, "most": 0}
+
+    def on_checkout(_dbapi_connection, _record, _proxy):
+        held["now"] += 1
+        held["most"] = max(held["most"], held["now"])
+
+    def on_checkin(_dbapi_connection, _record):
+        held["now"] -= 1
+
+    event.listen(Pool, "checkout", on_checkout)
+    event.listen(Pool, "checkin", on_checkin)
+    yield held
+    event.remove(Pool, "checkout", on_checkout)
+    event.remove(Pool, "checkin", on_checkin)
+
+
+def test_a_request_holds_one_connection_at_a_time_and_gives_it_back(app, api, connections_held):
+    """The API's plain statements run on the request's own connection and the ORM's on the
+    session's: a handler that uses both (the token's state, then the signed-in user's record)
+    still holds one at a time, so a pool of one serves every request."""
+    task = api.task(title="one connection")
+    sessions = []
+
+    def on_begin(*args):
+        sessions.append(args)
+
+    event.listen(db.session, "after_begin", on_begin)
+    try:
+        connections_held["most"] = 0
+        assert api.get("/api/tasks").status_code == 200
+        assert api.patch(f"/api/tasks/{task['id']}", json={"status": "completed"}).status_code == 200
+        assert sessions == []  # the list and the write ran below the session
+        assert connections_held == {"now": 0, "most": 1}
+        assert api.get("/api/auth/me").status_code == 200  # token state, then the session
+        assert len(sessions) == 1
+        assert connections_held == {"now": 0, "most": 1}
+    finally:
+        event.remove(db.session, "after_begin", on_begin)

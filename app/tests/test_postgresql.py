@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -112,14 +113,20 @@ def test_a_postgresql_restart_is_503_then_recovers_without_an_api_restart(app, p
     assert "Database error" in errors and "Traceback" not in errors
 
 
-def test_a_connection_closed_after_the_answer_is_made_does_not_turn_it_into_a_500(app, api, pg_cluster):
+@pytest.mark.parametrize("holder", ["the request's connection", "the session"])
+def test_a_connection_closed_after_the_answer_is_made_does_not_turn_it_into_a_500(app, api, pg_cluster, holder):
     """PostgreSQL restarting between a request's last statement and its end-of-request
-    ROLLBACK: the answer stays what it was, and the next request gets a new connection."""
+    ROLLBACK: the answer stays what it was, and the next request gets a new connection.
+    A list runs on the request's own connection; the session takes over from it when a
+    handler (or, here, the hook) uses the ORM."""
     task = api.task(title="kept")
 
     def close_this_connection_from_the_server(response):
         # As a restart does: the server ends the session whose transaction is still open.
-        pid = db.session.scalar(text("SELECT pg_backend_pid()"))
+        if holder == "the session":
+            pid = db.session.scalar(text("SELECT pg_backend_pid()"))
+        else:
+            pid = db.request_connection().scalar(text("SELECT pg_backend_pid()"))
         pg_cluster.sql("SELECT pg_terminate_backend(%s)", params=(pid,))
         return response
 
@@ -130,6 +137,8 @@ def test_a_connection_closed_after_the_answer_is_made_does_not_turn_it_into_a_50
     assert [t["title"] for t in listed.get_json()["tasks"]] == [task["title"]]
     app.after_request_funcs[None].remove(close_this_connection_from_the_server)
     assert api.get("/api/tasks").status_code == 200
+    logged = (Path(app.config["LOG_DIR"]) / "task_manager.log").read_text()
+    assert "Discarded a connection the database closed" in logged
 
 
 # ---- check-db ----

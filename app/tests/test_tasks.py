@@ -119,7 +119,8 @@ def test_a_task_deleted_between_its_read_and_its_write_is_404_not_500(api, monke
 
     def read_then_lose(task_id):
         row = read(task_id)
-        db.session.execute(delete(Task).where(Task.id == task_id))
+        with db.engine.begin() as another_request:  # a connection and a transaction of its own
+            another_request.execute(delete(Task).where(Task.id == task_id))
         return row
 
     monkeypatch.setattr(tasks, "_own_row", read_then_lose)

@@ -78,10 +78,10 @@ def _counts() -> dict[str, int]:
 
 
 def _rows():
-    """The request's own connection, in the session's transaction, for the plain statements
-    (no ORM entity in them): executed there, they skip the ORM's execution layer, which
-    costs more than the statement."""
-    return db.session.connection()
+    """The request's own connection (Database.request_connection), for the plain statements:
+    executed there, they skip the ORM's session and execution layer, which cost more than
+    the statement. A write on it is committed at once."""
+    return db.request_connection()
 
 
 def _title_key(dialect: str):
@@ -168,7 +168,7 @@ def create_task():
     values["user_id"] = current_user.id
     values["completed_at"] = completed_at_after(values["status"], None, None)
     row = _rows().execute(_INSERT, values).one()
-    db.session.commit()
+    _rows().commit()
     metrics.TASKS_CREATED.inc()
     if row.status == "completed":
         metrics.TASKS_COMPLETED.inc()
@@ -208,7 +208,7 @@ def update_task(task_id: int):
         row = _rows().execute(_UPDATE_OWN, {**changes, **_own(task_id)}).first()
         if row is None:  # deleted by another request since it was read
             raise _not_found()
-        db.session.commit()
+        _rows().commit()
     if row.status == "completed" and was["status"] != "completed":
         metrics.TASKS_COMPLETED.inc()
     return _task_reply(row)
@@ -219,5 +219,5 @@ def update_task(task_id: int):
 def delete_task(task_id: int):
     if _rows().execute(_DELETE_OWN, _own(task_id)).rowcount == 0:
         raise _not_found()
-    db.session.commit()
+    _rows().commit()
     return "", 204
