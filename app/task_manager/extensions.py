@@ -66,13 +66,14 @@ class Database(SQLAlchemy):
         self._survive_a_closed_connection(connection.close, discard)
 
     def _teardown_session(self, exc: BaseException | None) -> None:
-        self.release_request_connection()
-
         def discard() -> None:
             self.session.registry().invalidate()
             self.session.registry.clear()
 
-        self._survive_a_closed_connection(lambda: super(Database, self)._teardown_session(exc), discard)
+        try:
+            self.release_request_connection()
+        finally:  # the session's connection goes back too, whatever the first did
+            self._survive_a_closed_connection(lambda: super(Database, self)._teardown_session(exc), discard)
 
     @staticmethod
     def _survive_a_closed_connection(end, discard) -> None:

@@ -111,7 +111,9 @@ class AccessLog:
             try:
                 if self._file is None or self._moved():
                     self._open()
-                self._file.write(line)
+                written = self._file.write(line)
+                if written != len(line):  # the disk filled in the middle of the line
+                    raise OSError(f"wrote {written} of the line's {len(line)} bytes")
             except OSError as error:
                 # Said once to the journal (gunicorn's stderr) until a write succeeds again,
                 # so that a full disk is reported without a line for every request.
@@ -126,6 +128,9 @@ class AccessLog:
             if self._file is not None:
                 self._file.close()
                 self._file = None
+
+
+_access_log: AccessLog | None = None
 
 
 def _reset(logger: logging.Logger) -> None:
@@ -147,9 +152,12 @@ def configure(app: Flask) -> None:
     logger.addHandler(_handler(log_dir / "task_manager.log", level, FORMAT))
     logger.addHandler(_handler(log_dir / "errors.log", logging.ERROR, FORMAT))
 
-    if (previous := app.extensions.get(ACCESS_LOG)) is not None:
-        previous.close()
-    app.extensions[ACCESS_LOG] = AccessLog(log_dir / "access.log")
+    # As _reset does for the handlers: the writer of an app made before this one (the tests
+    # make many) is closed now, not whenever that app is collected; it reopens if still used.
+    global _access_log  # noqa: PLW0603
+    if _access_log is not None:
+        _access_log.close()
+    _access_log = app.extensions[ACCESS_LOG] = AccessLog(log_dir / "access.log")
 
     # SQLAlchemy's own errors belong in errors.log as well, never its statements (they may carry data).
     sa_logger = logging.getLogger("sqlalchemy")

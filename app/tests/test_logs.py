@@ -146,13 +146,14 @@ def test_log_files_are_reopened_after_rotation(tmp_path, client):
 
 
 def test_the_access_log_stamps_its_lines_as_logging_stamps_the_others(tmp_path, client):
-    client.get("/api/tasks")  # a 401: one access line, one task_manager.log line, in the same millisecond or two
+    client.get("/api/tasks")  # a 401: its access line, then its warning in task_manager.log
     stamp = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3}) ")
     access = stamp.match(lines_of(tmp_path, "access.log")[0])
     logged = stamp.match(lines_of(tmp_path, "task_manager.log")[0])
     assert access and logged
-    to_ms = [time.mktime(time.strptime(m[1], "%Y-%m-%d %H:%M:%S")) * 1000 + int(m[2]) for m in (logged, access)]
-    assert 0 <= to_ms[1] - to_ms[0] < 1000
+    access_ms, logged_ms = (time.mktime(time.strptime(m[1], "%Y-%m-%d %H:%M:%S")) * 1000 + int(m[2])
+                            for m in (access, logged))
+    assert 0 <= logged_ms - access_ms < 1000
 
 
 def test_an_access_log_that_cannot_be_written_never_fails_a_request_and_is_said_once(tmp_path, capfd):
@@ -183,3 +184,28 @@ def test_the_api_answers_while_its_access_log_cannot_be_written(tmp_path, client
     assert client.get("/health").status_code == 200
     [line] = lines_of(tmp_path, "access.log")
     assert re.search(r' "GET /health" 200 \d+\.\dms \d+$', line), line
+
+
+def _open_access_logs() -> list[str]:
+    opened = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # the listing's own descriptor, gone by now
+        if target.endswith("access.log"):
+            opened.append(target)
+    return opened
+
+
+def test_making_another_app_closes_the_access_log_of_the_one_before(tmp_path):
+    from task_manager import create_app
+    from tests.conftest import make_config
+
+    before = set(_open_access_logs())
+    apps = [create_app(make_config(tmp_path / str(n))) for n in range(3)]  # all three still referenced
+    left_open = [path for path in _open_access_logs() if path not in before]
+    assert left_open == [str(tmp_path / "2" / "logs" / "access.log")]
+    with apps[0].test_client() as client:  # an older app still writes: its log opens again
+        client.get("/health")
+    assert "/health" in (tmp_path / "0" / "logs" / "access.log").read_text()

@@ -202,5 +202,12 @@ def test_a_request_holds_one_connection_at_a_time_and_gives_it_back(app, api, co
         assert api.get("/api/auth/me").status_code == 200  # token state, then the session
         assert len(sessions) == 1
         assert connections_held == {"now": 0, "most": 1}
+        # /health through nginx (its unix socket: no REMOTE_ADDR) with a token: the token's
+        # check and the database probe, the details shown because the token was checked.
+        health = api.client.get("/health", environ_base={"REMOTE_ADDR": ""},
+                                headers={"Authorization": f"Bearer {api.access}"})
+        assert health.status_code == 200 and "schema_revision" in health.get_json()
+        assert len(sessions) == 2
+        assert connections_held == {"now": 0, "most": 1}
     finally:
         event.remove(db.session, "after_begin", on_begin)

@@ -42,8 +42,8 @@ def _full_details() -> bool:
         return False  # a bad token here is no error: the caller just counts as anonymous
 
 
-def _answer(body: dict, status: int = 200):
-    if not _full_details():
+def _answer(body: dict, full_details: bool, status: int = 200):
+    if not full_details:
         body = {k: v for k, v in body.items() if k not in DETAILS}
     response = jsonify(body)
     response.status_code = status
@@ -67,6 +67,9 @@ def health():
     body = {"status": "OK", "message": OK_MESSAGE, "version": __version__}
     body.update(release_info(current_app.config["RELEASE_INFO_FILE"]))
     body["engine"] = engine_name()  # sqlite or postgresql: which database this API serves
+    # The token first, as every handler checks it (on the request's own connection), then the
+    # probe on the session, which takes over that connection: one connection at a time.
+    full_details = _full_details()
     try:
         db.session.execute(text("SELECT 1 FROM users LIMIT 1")).all()
         db.session.execute(text("SELECT 1 FROM tasks LIMIT 1")).all()
@@ -79,7 +82,7 @@ def health():
         body.update(
             status="ERROR", message="データベースに接続できません", checks={"database": "error"}
         )
-        return _answer(body, 503)
+        return _answer(body, full_details, 503)
     body["checks"] = {"database": "ok"}
     body["schema_revision"] = revision
-    return _answer(body)
+    return _answer(body, full_details)
