@@ -106,3 +106,24 @@ def test_unhealthy_public_answer_also_leaves_out_the_details(tmp_path, new_datab
     response = app.test_client().get("/health", environ_base=PUBLIC)
     assert response.status_code == 503
     assert "schema_revision" not in response.get_json()
+
+
+@pytest.mark.sqlite_only  # the fault is made by renaming a table: the API's role may not on PostgreSQL
+def test_a_database_fault_in_the_token_check_leaves_the_caller_anonymous(release_app):
+    """The token's check reads the blocklist on the request's own connection; when that
+    statement fails, the caller counts as anonymous and the probe still runs on the session."""
+    from sqlalchemy import text
+
+    from task_manager.extensions import db
+
+    client = release_app.test_client()
+    client.post("/api/auth/register", json={"username": "alice", "password": "correct-horse-battery"})
+    token = client.post("/api/auth/login", json={"username": "alice", "password": "correct-horse-battery"}
+                        ).get_json()["access_token"]
+    with release_app.app_context():
+        db.session.execute(text("ALTER TABLE revoked_tokens RENAME TO revoked_tokens_away"))
+        db.session.commit()
+    answer = client.get("/health", environ_base=PUBLIC, headers={"Authorization": f"Bearer {token}"})
+    assert answer.status_code == 200
+    assert answer.get_json()["checks"] == {"database": "ok"}
+    assert not DETAILS & set(answer.get_json())

@@ -38,7 +38,9 @@ def _full_details() -> bool:
     try:
         return verify_jwt_in_request(optional=True) is not None
     except (JWTExtendedException, PyJWTError, SQLAlchemyError):
-        db.session.rollback()
+        # The token is checked before the probe, on the request's own connection, not the
+        # session's: that is the one a failed statement leaves to be given back.
+        db.release_request_connection()
         return False  # a bad token here is no error: the caller just counts as anonymous
 
 
