@@ -16,6 +16,7 @@ from flask import current_app, g
 from flask_jwt_extended import create_access_token, create_refresh_token, current_user, decode_token, get_jwt
 from sqlalchemy import Integer, String, bindparam, select, update
 
+from . import driver_reads
 from .errors import ApiError, error_response
 from .extensions import db, jwt
 from .models import TASK_STATUSES, RevokedToken, TaskCount, TokenFamily, User, utcnow
@@ -81,10 +82,11 @@ def _token_state(payload: dict):
     user_id = _user_id(payload)
     if user_id is not None:
         family_id = payload.get("fam")  # none in a token from before families
-        state = db.request_connection().execute(_TOKEN_STATE, {
+        rows = driver_reads.read(db.request_connection(), _TOKEN_STATE, {
             "jti": str(payload.get("jti")), "family": str(family_id) if family_id is not None else None,
             "user_id": user_id,
-        }).first()
+        })
+        state = rows[0] if rows else None
     g._token_state = (payload, state)
     return state
 

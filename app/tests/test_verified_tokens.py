@@ -6,8 +6,18 @@ import time
 from datetime import timedelta
 
 import jwt
-from flask import Flask
-from flask_jwt_extended import JWTManager, create_access_token, decode_token, jwt_required
+import pytest
+from flask import Flask, g
+from flask_jwt_extended import (
+    JWTManager,
+    create_access_token,
+    decode_token,
+    get_current_user,
+    get_jwt,
+    get_jwt_header,
+    jwt_required,
+    verify_jwt_in_request,
+)
 
 from task_manager import verified_tokens
 from task_manager.extensions import db
@@ -100,3 +110,59 @@ def test_an_app_with_the_library_s_own_manager_still_reads_a_token_s_header():
     with plain.app_context():
         token = create_access_token(identity="someone")
     assert plain.test_client().get("/plain", headers=bearer(token)).get_json() == {"ok": True}
+
+
+def test_a_remembered_access_token_leaves_the_request_as_the_library_leaves_it(app, api, monkeypatch):
+    """The library judges a token it has not seen; access_token_required's shorter way judges
+    it once remembered, and what a view reads of the token is then the same."""
+
+    def seen() -> tuple:
+        return get_jwt(), get_jwt_header(), get_current_user(), g._jwt_extended_jwt_location
+
+    with app.test_request_context("/api/tasks", headers=api.headers()):
+        assert not verified_tokens.verify_access_token()  # not remembered yet: nothing set
+        assert g.get("_jwt_extended_jwt") is None
+        verify_jwt_in_request()
+        by_the_library = seen()
+    with app.test_request_context("/api/tasks", headers=api.headers()):
+        assert verified_tokens.verify_access_token()
+        assert seen() == by_the_library
+    assert by_the_library[2].id == api.user["id"]
+
+    library = verified_tokens.verify_jwt_in_request
+    judged = []
+    monkeypatch.setattr(verified_tokens, "verify_jwt_in_request", lambda: judged.append(1) or library())
+    assert api.get("/api/tasks").status_code == 200
+    assert judged == []  # fails if the library judged a remembered token again
+    other = short_lived_token(app, api, 600)
+    assert api.client.get("/api/tasks", headers=bearer(other)).status_code == 200
+    assert judged == [1]  # a token not yet remembered goes the library's way
+
+
+def test_a_remembered_token_whose_user_is_gone_is_answered_by_the_library(app, api):
+    assert api.get("/api/tasks").status_code == 200
+    with app.app_context():
+        db.session.delete(db.session.get(User, api.user["id"]))
+        db.session.commit()
+    response = api.get("/api/tasks")
+    assert (response.status_code, response.get_json()["error"]) == (401, "user_not_found")
+
+
+def test_a_remembered_refresh_token_still_reads_no_tasks(app, api):
+    refreshed = api.client.post("/api/auth/refresh", headers=api.headers(api.refresh))
+    assert refreshed.status_code == 200
+    spent = api.refresh  # verified by /refresh, so remembered
+    assert spent in app.extensions["verified_tokens"]
+    token = refreshed.get_json()["refresh_token"]
+    assert api.client.post("/api/auth/refresh", headers=bearer(token)).status_code == 200
+    for refresh in (spent, token):
+        assert api.client.get("/api/tasks", headers=bearer(refresh)).status_code == 401
+
+
+@pytest.mark.parametrize("header", ["Bearer  {token}", "Bearer {token}, Basic eA==", " Bearer {token} "])
+def test_a_header_of_another_shape_is_read_as_the_library_reads_it(api, header):
+    assert api.get("/api/tasks").status_code == 200  # remembered
+    value = header.format(token=api.access)
+    assert api.client.get("/api/tasks", headers={"Authorization": value}).status_code == 200
+    refused = api.client.get("/api/tasks", headers={"Authorization": f"Bearer {api.access} extra"})
+    assert (refused.status_code, refused.get_json()["error"]) == (401, "token_invalid")

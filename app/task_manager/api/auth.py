@@ -15,6 +15,7 @@ from ..errors import ApiError
 from ..extensions import db
 from ..logging_setup import safe
 from ..models import User
+from ..verified_tokens import access_token_required
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 
@@ -176,7 +177,7 @@ def logout_all():
 
 
 @bp.post("/password")
-@jwt_required()
+@access_token_required
 def change_password():
     data = validation.body(schemas.PasswordChange)
     current, new = data.current_password, data.new_password
@@ -206,6 +207,6 @@ def change_password():
 
 
 @bp.get("/me")
-@jwt_required()
+@access_token_required
 def me():
     return schemas.reply(schemas.UserReply, {"user": tokens.signed_in_user()})

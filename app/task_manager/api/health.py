@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from .. import __version__, metrics, proxy
 from ..extensions import db, engine_name
+from ..verified_tokens import verify_access_token
 
 bp = Blueprint("health", __name__)
 
@@ -36,7 +37,7 @@ def _full_details() -> bool:
     if not request.headers.get("Authorization"):
         return False
     try:
-        return verify_jwt_in_request(optional=True) is not None
+        return verify_access_token() or verify_jwt_in_request(optional=True) is not None
     except (JWTExtendedException, PyJWTError, SQLAlchemyError):
         # The token is checked before the probe, on the request's own connection, not the
         # session's: that is the one a failed statement leaves to be given back.
