@@ -187,11 +187,16 @@ def online_copy(source: Path, target: Path) -> None:
         src.close()
 
 
+# gzip's fastest level: for a 100 MB database (74 MB of SQL) level 6 took 4.4 s of a core and
+# level 1 0.9 s, for 14 MB of dump instead of 10, beside the set's uncompressed 100 MB copy.
+DUMP_COMPRESSLEVEL = 1
+
+
 def dump(copy: Path, target: Path) -> None:
     """The SQL dump where the sqlite3 program is missing: Python's iterdump, the same format."""
     conn = sqlite3.connect(copy)
     try:
-        with gzip.open(target, "wb", compresslevel=6) as out:
+        with gzip.open(target, "wb", compresslevel=DUMP_COMPRESSLEVEL) as out:
             for line in conn.iterdump():
                 out.write((line + "\n").encode("utf-8"))
     finally:
@@ -262,7 +267,7 @@ def dump_and_verify(copy: Path, dump_file: Path, expected: dict, scratch_db: Pat
         feeder.start()
         chunks.put(SCRATCH_PRAGMAS)
         try:
-            with gzip.open(dump_file, "wb", compresslevel=6) as out, subprocess.Popen(  # noqa: S603
+            with gzip.open(dump_file, "wb", compresslevel=DUMP_COMPRESSLEVEL) as out, subprocess.Popen(  # noqa: S603
                     [SQLITE3, str(copy), ".dump"], stdout=subprocess.PIPE) as proc:
                 while chunk := proc.stdout.read(1 << 20):
                     chunks.put(chunk)
