@@ -6,20 +6,28 @@ the result's set-up, the rows' wrapping) cost a list more than the driver's own 
 both of its statements. Here a statement is compiled once for the engine's dialect, and each
 execution is the driver's: the values bound as the compiled statement orders them, each
 column read by the type's own result processor (SQLite's dates and times come back as text),
-the rows plain tuples. What SQLAlchemy adds on failure is kept by handing any driver error to
-it: the statement runs again through the connection, which raises (and discards a connection
-the database closed) as every other statement does, or answers if the fault has passed. Only
-reads go this way: running one twice changes nothing.
+the rows plain tuples. What SQLAlchemy does around a statement is kept where it matters:
+- the connection's transaction is begun as SQLAlchemy begins it, so that it knows the driver
+  holds one (psycopg opens one at the first statement): a write after the read commits it,
+  and the end of the request rolls it back, through SQLAlchemy, whose failure on a connection
+  the database closed the end-of-request cleanup turns into a warning (extensions.py);
+- a driver's error is raised as SQLAlchemy raises it (OperationalError and the rest, which
+  errors.py answers), and a connection the database closed is discarded, as SQLAlchemy does.
+Only a statement that needs nothing more is taken: SELECTs of plain columns (integers, text,
+dates, times), every value bound on its own under a plain name.
 """
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, Dialect
+from sqlalchemy import Connection, Date, DateTime, Dialect, Integer, String
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import Select
+
+# The types whose reading needs no more than the value (a Numeric's needs the driver's type code).
+_PLAIN_TYPES = (Integer, String, Date, DateTime)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,15 +49,20 @@ def _plan(statement: Select, dialect: Dialect) -> _Plan:
     if kept is not None and kept[0] is statement and kept[1] is dialect:
         return kept[2]
     compiled = statement.compile(dialect=dialect)
-    if any(bind.expanding for bind in compiled.binds.values()):
-        raise ValueError("an expanding IN needs SQLAlchemy's execution: bind each value on its own")
+    refused = [name for name, bind in compiled.binds.items() if bind.expanding or bind.literal_execute]
+    if refused:
+        raise ValueError(f"{refused} are rendered at execution (an IN of a list): bind each value on its own")
+    if compiled.escaped_bind_names:
+        raise ValueError(f"{list(compiled.escaped_bind_names)} need escaping: name the bound values plainly")
     binds = []
     for name, bind in compiled.binds.items():
         processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if processor is not None:
-            binds.append((compiled.escaped_bind_names.get(name, name), processor))
+            binds.append((name, processor))
     results = []
     for index, column in enumerate(statement.selected_columns):
+        if not isinstance(column.type, _PLAIN_TYPES):
+            raise ValueError(f"column {index} is {column.type!r}: SQLAlchemy's execution reads that type")
         processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
         if processor is not None:
             results.append((index, processor))
@@ -70,20 +83,21 @@ def read(connection: Connection, statement: Select, values: dict[str, Any]) -> l
     for name, processor in plan.binds:
         params[name] = processor(params[name])
     arguments = params if plan.order is None else tuple(params[name] for name in plan.order)
+    if not connection.in_transaction():
+        connection.begin()  # as SQLAlchemy's autobegin does before its own statement
     driver = connection.connection  # the pool's proxy of the driver's connection
+    cursor = driver.cursor()
     try:
-        cursor = driver.cursor()
-        try:
-            cursor.execute(plan.sql, arguments)
-            rows = cursor.fetchall()
-        finally:
-            cursor.close()
-    except dialect.loaded_dbapi.Error:
-        # A failed statement may leave the driver's transaction aborted (PostgreSQL): it is
-        # ended first, so that SQLAlchemy's run meets the fault itself, not its aftermath.
-        with contextlib.suppress(dialect.loaded_dbapi.Error):
-            driver.rollback()
-        return [tuple(row) for row in connection.execute(statement, values)]
+        cursor.execute(plan.sql, arguments)
+        rows = cursor.fetchall()
+    except dialect.loaded_dbapi.Error as error:
+        closed = dialect.is_disconnect(error, driver.dbapi_connection, cursor)
+        if closed:
+            connection.invalidate(error)
+        raise DBAPIError.instance(plan.sql, arguments, error, dialect.loaded_dbapi.Error, dialect=dialect,
+                                  connection_invalidated=closed) from error
+    finally:
+        cursor.close()
     if plan.results:
         processed = []
         for row in rows:

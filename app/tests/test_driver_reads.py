@@ -5,7 +5,8 @@ fails."""
 from datetime import date, datetime
 
 import pytest
-from sqlalchemy import event, select, text
+from sqlalchemy import Numeric, bindparam, cast, event, select, text
+from sqlalchemy.exc import OperationalError
 
 from task_manager import driver_reads, tokens
 from task_manager.api import tasks
@@ -61,25 +62,43 @@ def test_a_list_runs_none_of_sqlalchemy_s_statements(api, statements_run):
     assert statements_run == []  # the token's state, the count and the page: the driver's
 
 
-def test_an_expanding_in_is_refused(app):
-    with app.app_context(), db.engine.connect() as connection:
-        statement = select(tasks.TASKS.id).where(tasks.TASKS.status.in_(["pending", "completed"]))
-        with pytest.raises(ValueError, match="expanding IN"):
-            driver_reads.read(connection, statement, {})
+@pytest.mark.parametrize("statement", [
+    select(tasks.TASKS.id).where(tasks.TASKS.status.in_(["pending", "completed"])),
+    select(tasks.TASKS.id).where(tasks.TASKS.status == bindparam("a status", literal_execute=True)),
+    select(tasks.TASKS.id).where(tasks.TASKS.status == bindparam("a.status")),
+    select(cast(tasks.TASKS.id, Numeric(10, 2))),
+], ids=["expanding IN", "literal_execute", "name to escape", "Numeric"])
+def test_a_statement_that_needs_sqlalchemy_s_execution_is_refused(app, statement):
+    with app.app_context(), db.engine.connect() as connection, pytest.raises(ValueError):
+        driver_reads.read(connection, statement, {"a status": "pending", "a.status": "pending"})
 
 
 @pytest.mark.sqlite_only  # the fault is made by renaming a table: the API's role may not on PostgreSQL
-def test_a_driver_error_is_answered_as_sqlalchemy_answers_it(app, api, statements_run):
+def test_a_driver_error_is_raised_as_sqlalchemy_raises_it(app, api, statements_run):
     api.task(title="kept")
     with app.app_context():
         db.session.execute(text("ALTER TABLE tasks RENAME TO tasks_away"))
         db.session.commit()
-    statements_run.clear()
+        statements_run.clear()
+        with db.engine.connect() as connection, pytest.raises(OperationalError, match="no such table: tasks"):
+            driver_reads.read(connection, tasks._SELECT_OWN, {"own_id": 1, "own_user": api.user["id"]})
     response = api.get("/api/tasks")
-    # SQLAlchemy ran the failed page again and raised its own error, which the API answers.
+    # SQLAlchemy's OperationalError, which the API answers as a database it cannot use.
     assert (response.status_code, response.get_json()["error"]) == (503, "database_unavailable")
-    assert len(statements_run) == 1 and "FROM tasks" in statements_run[0]
+    assert statements_run == []
     with app.app_context():
         db.session.execute(text("ALTER TABLE tasks_away RENAME TO tasks"))
         db.session.commit()
     assert [task["title"] for task in api.get("/api/tasks").get_json()["tasks"]] == ["kept"]
+
+
+def test_a_write_after_a_read_on_the_driver_commits_with_it(app, api):
+    """The driver's read begins the connection's transaction as SQLAlchemy would: a write
+    after it, on the same connection, is committed by the connection's commit()."""
+    api.task(title="read first")
+    with app.app_context(), db.engine.connect() as connection:
+        rows = driver_reads.read(connection, tasks._SELECT_OWN, {"own_id": 1, "own_user": api.user["id"]})
+        assert rows and connection.in_transaction()
+        connection.execute(tasks._UPDATE_OWN, {"title": "written after", "own_id": 1, "own_user": api.user["id"]})
+        connection.commit()
+    assert api.get("/api/tasks/1").get_json()["title"] == "written after"

@@ -125,8 +125,10 @@ def test_a_connection_closed_after_the_answer_is_made_does_not_turn_it_into_a_50
         # As a restart does: the server ends the session whose transaction is still open.
         if holder == "the session":
             pid = db.session.scalar(text("SELECT pg_backend_pid()"))
-        else:
-            pid = db.request_connection().scalar(text("SELECT pg_backend_pid()"))
+        else:  # on the driver, as the list's reads ran: SQLAlchemy must know of the transaction
+            cursor = db.request_connection().connection.cursor()
+            cursor.execute("SELECT pg_backend_pid()")
+            pid = cursor.fetchone()[0]
         pg_cluster.sql("SELECT pg_terminate_backend(%s)", params=(pid,))
         return response
 
@@ -139,6 +141,30 @@ def test_a_connection_closed_after_the_answer_is_made_does_not_turn_it_into_a_50
     assert api.get("/api/tasks").status_code == 200
     logged = (Path(app.config["LOG_DIR"]) / "task_manager.log").read_text()
     assert "Discarded a connection the database closed" in logged
+    errors = Path(app.config["LOG_DIR"]) / "errors.log"
+    assert "Traceback" not in (errors.read_text() if errors.exists() else "")
+
+
+def test_a_connection_closed_before_a_read_on_the_driver_is_a_503_then_replaced(app, api, pg_cluster):
+    """The database ends the request's connection after the pool handed it over: the token's
+    read, on the driver, fails as SQLAlchemy's would (a 503), the connection is discarded, and
+    the next request is served on a new one."""
+    task = api.task(title="kept")
+
+    def close_the_connection_before_its_first_read():
+        connection = db.request_connection()  # checked out (and pinged) here
+        pid = connection.connection.cursor().execute("SELECT pg_backend_pid()").fetchone()[0]
+        pg_cluster.sql("SELECT pg_terminate_backend(%s)", params=(pid,))
+
+    app.before_request_funcs.setdefault(None, []).append(close_the_connection_before_its_first_read)
+    refused = api.get("/api/tasks")
+    app.before_request_funcs[None].remove(close_the_connection_before_its_first_read)
+    assert (refused.status_code, refused.get_json()["error"]) == (503, "database_unavailable")
+    listed = api.get("/api/tasks")
+    assert listed.status_code == 200
+    assert [t["title"] for t in listed.get_json()["tasks"]] == [task["title"]]
+    errors = (Path(app.config["LOG_DIR"]) / "errors.log").read_text()
+    assert "Database error" in errors and "Traceback" not in errors
 
 
 # ---- check-db ----
