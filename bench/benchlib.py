@@ -266,6 +266,10 @@ def playbook(name: str, *extra: str, check: bool = True) -> PlaybookRun:
     log(" ".join([name, *extra]))
     answer = json.loads(_run(argv, cwd=ROOT, env=_env()).stdout)
     output = answer["stdout"] + answer["stderr"]
+    # Kept whole, with each task's time (ansible.cfg's profile_tasks): where a run's seconds go.
+    logs = CACHE / "playbooks"
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / f"{time.strftime('%Y%m%d-%H%M%S')}-{HOST_NAME}-{Path(name).stem}.log").write_text(output, encoding="utf-8")
     if HOST_NAME not in answer["hosts"]:
         # A run that matched no host "succeeds" in no time: never take that as a figure.
         raise RuntimeError(f"{name} did not run on {HOST_NAME}:\n{output[-2000:]}")
