@@ -286,8 +286,14 @@ def baseline(action: str, kind: str = "wsgi") -> dict:
     BASELINE_SITE.write_text(site)
     subprocess.run(["nginx", "-t", "-q"], check=True)
     subprocess.run(["systemctl", "reload", "nginx"], check=True)
+    # Its memory is read next: every worker must be there by then (the master and one more
+    # than the CPUs, as gunicorn_conf.py counts them), or a loaded host's slow fork is measured.
+    workers = int(env.get("TASK_MANAGER_WORKERS") or min(4, (os.cpu_count() or 1) + 1))
+    deadline = time.monotonic() + 30
+    while len(pids := unit_pids(BASELINE_UNIT)) < workers + 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
     time.sleep(1)
-    return {"baseline": "up", "app": BASELINE_APPS[kind], "unit": BASELINE_UNIT, "pids": unit_pids(BASELINE_UNIT)}
+    return {"baseline": "up", "app": BASELINE_APPS[kind], "unit": BASELINE_UNIT, "pids": pids}
 
 
 def main(argv: list[str]) -> dict:
