@@ -112,13 +112,15 @@ endef
 test-hosts: venv test-image
 	@$(call run-lanes,$(SCENARIO_LANES) bench-smoke)
 
-# The lanes beside the cluster scenario have time to spare: they yield the CPU to it (nice;
-# their test hosts inherit it), so that the lane that sets the run's duration waits less.
+# The lanes beside the cluster scenario have time to spare: they yield the CPU to it (a CPU
+# cgroup with a small share that holds their test hosts too, and nice: scripts/run-lane.sh),
+# so that the lane that sets the run's duration waits less.
 CRITICAL_LANE ?= molecule-cluster
-LANE_NICE ?= 10
+export LANE_NICE ?= 10
+export LANE_CPU_SHARES ?= 256
 lane-%:
 	@start=$$(date +%s); set -o pipefail; \
-	nice -n $(if $(filter $*,$(CRITICAL_LANE)),0,$(LANE_NICE)) \
+	scripts/run-lane.sh $(if $(filter $*,$(CRITICAL_LANE)),,--background) \
 	  $(MAKE) --no-print-directory $* 2>&1 | tee $(LANES_LOG)/$*.log; rc=$$?; \
 	printf '{"rc": %d, "seconds": %d}\n' $$rc $$(( $$(date +%s) - start )) > $(LANES_LOG)/$*.json; exit $$rc
 

@@ -99,6 +99,9 @@ def create(args: argparse.Namespace) -> dict:
             argv += ["--mount", f"type=tmpfs,destination={path},tmpfs-size={size or '64m'},tmpfs-mode=0700"]
         for entry in args.add_host:
             argv += ["--add-host", entry]
+        if os.environ.get("TEST_HOST_CGROUP_PARENT"):
+            # A background lane's hosts share its small CPU share (scripts/run-lane.sh).
+            argv += ["--cgroup-parent", os.environ["TEST_HOST_CGROUP_PARENT"]]
         podman(*argv, image(), *shlex.split(args.command))
         created = True
     if args.command != INIT:
