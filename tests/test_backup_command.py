@@ -558,6 +558,22 @@ def test_a_restored_file_that_fails_its_last_check_is_a_failure(host, db, capsys
 # --- encryption --------------------------------------------------------------------------
 
 
+def gpg_agents_under(root: Path) -> list[str]:
+    """The command lines of the gpg-agents running for a home under root."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        line = b" ".join(args).decode(errors="replace")
+        stat = cmdline.with_name("stat")
+        zombie = stat.exists() and ") Z " in stat.read_text(errors="replace")
+        if "gpg-agent" in line and str(root) in line and not zombie:
+            found.append(line)
+    return found
+
+
 @needs_gpg
 def test_encrypted_sets_restore_and_a_wrong_passphrase_is_refused(short_host, capsys):
     host = short_host
@@ -566,6 +582,8 @@ def test_encrypted_sets_restore_and_a_wrong_passphrase_is_refused(short_host, ca
     host.write_config(encrypt=True)
     first = create(capsys, "--kind", "weekly")
     assert first["encrypted"] is True
+    # No gpg-agent outlives the command (the backup unit would wait for it, then fail).
+    assert gpg_agents_under(host.root) == []
     assert all(name.endswith(".gpg") for name in first["files"])
     copy = Path(first["dir"]) / f"task_manager_{first['stamp']}.db.gpg"
     assert b"SQLite format 3" not in copy.read_bytes()

@@ -73,6 +73,7 @@ DEFAULT_LAYOUT = "/etc/task-manager/layout.json"  # where things are: written by
 # Absolute paths: root starts this command (cron, the runbooks), so PATH decides nothing.
 # Module constants, so the tests can point them elsewhere.
 GPG = "/usr/bin/gpg"
+GPGCONF = "/usr/bin/gpgconf"
 SYSTEMCTL = "/usr/bin/systemctl"
 SQLITE3 = "/usr/bin/sqlite3"
 KINDS = ("hourly", "daily", "weekly", "monthly", "manual", "pre-update")
@@ -306,12 +307,20 @@ def gpg(config: dict, arguments: list[str], home: Path) -> None:
         raise Missing(f"encryption is on but the key file {key_file} is missing")
     if not os.access(GPG, os.X_OK):
         raise Missing(f"{GPG} is missing: encrypted backups need gnupg (apt install gnupg)")
-    # S603: a fixed absolute program and an argument list, no shell.
-    subprocess.run(  # noqa: S603
-        [GPG, "--batch", "--yes", "--quiet", "--pinentry-mode", "loopback", "--passphrase-file", key_file,
-         *arguments],
-        check=True, env={**os.environ, "GNUPGHOME": str(home)},
-    )
+    env = {**os.environ, "GNUPGHOME": str(home)}
+    try:
+        # S603: fixed absolute programs and argument lists, no shell.
+        subprocess.run(  # noqa: S603
+            [GPG, "--batch", "--yes", "--quiet", "--pinentry-mode", "loopback", "--passphrase-file", key_file,
+             *arguments],
+            check=True, env=env,
+        )
+    finally:
+        # gpg leaves an agent running for its home. Under the backup unit, an agent still
+        # there when the command ends kept the unit waiting out its stop timeout (90 s), and
+        # the unit failed although the set was good; elsewhere it would outlive the home.
+        if os.access(GPGCONF, os.X_OK):
+            subprocess.run([GPGCONF, "--kill", "gpg-agent"], check=False, env=env, capture_output=True)  # noqa: S603
 
 
 def encrypt(config: dict, path: Path) -> Path:
