@@ -562,13 +562,11 @@ def gpg_agents_under(root: Path) -> list[str]:
     """The command lines of the gpg-agents running for a home under root."""
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().split(b"\0")
+        try:  # a process may end while it is read
+            line = b" ".join(cmdline.read_bytes().split(b"\0")).decode(errors="replace")
+            zombie = ") Z " in cmdline.with_name("stat").read_text(errors="replace")
         except OSError:
             continue
-        line = b" ".join(args).decode(errors="replace")
-        stat = cmdline.with_name("stat")
-        zombie = stat.exists() and ") Z " in stat.read_text(errors="replace")
         if "gpg-agent" in line and str(root) in line and not zombie:
             found.append(line)
     return found
