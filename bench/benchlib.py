@@ -138,7 +138,7 @@ def destroy_host() -> None:
 
 
 def ssh_key() -> Path:
-    """The bench's own key pair (made once, kept in .cache); a new host's keys are learnt anew."""
+    """The bench's own key pair (made once, kept in .cache); a new host's keys are read from it."""
     SSH_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = SSH_DIR / "id_ed25519"
     if not key.exists():
@@ -152,7 +152,8 @@ def _create_app_host() -> None:
     ssh = []
     if SSH:
         (SSH_DIR / "known_hosts").unlink(missing_ok=True)
-        ssh = [f"--publish={LOOPBACK}:{SSH_PORT}:22", f"--ssh-key={ssh_key()}.pub"]
+        ssh = [f"--publish={LOOPBACK}:{SSH_PORT}:22", f"--ssh-key={ssh_key()}.pub",
+               f"--known-hosts={SSH_DIR / 'known_hosts'}"]
     _run([str(ROOT / "scripts" / "test-host.py"), "create", HOST_NAME, f"--publish={LOOPBACK}:{WEB_PORT}:8080",
           f"--publish={LOOPBACK}:{BASELINE_PORT}:8081", *ssh, *network, *backups], env=_env())
 
@@ -199,8 +200,7 @@ def _inventory_host(name: str) -> str:
         return (f"        {name}:\n          ansible_connection: ssh\n          ansible_host: {LOOPBACK}\n"
                 f"          ansible_port: {SSH_PORT}\n          ansible_user: deploy\n          ansible_become: true\n"
                 f"          ansible_ssh_private_key_file: {ssh_key()}\n"
-                f"          ansible_ssh_common_args: -o StrictHostKeyChecking=accept-new"
-                f" -o UserKnownHostsFile={SSH_DIR / 'known_hosts'}\n"
+                f"          ansible_ssh_common_args: -o UserKnownHostsFile={SSH_DIR / 'known_hosts'}\n"
                 # What the host is called where an address is needed, as over the podman connection.
                 f"          task_manager_host_address: {name}\n")
     return f"        {name}:\n          ansible_connection: containers.podman.podman\n          ansible_host: {name}\n"
@@ -258,13 +258,13 @@ class PlaybookRun:
     output: str
 
 
-def playbook(name: str, *extra: str, check: bool = True) -> PlaybookRun:
+def playbook(name: str, *extra: str, check: bool = True, env: dict | None = None) -> PlaybookRun:
     """Run a root playbook as an operator types it, against the bench host; time it
-    (scripts/run-playbook.py reads the recap, as for Molecule)."""
+    (scripts/run-playbook.py reads the recap, as for Molecule). env: settings over ansible.cfg's."""
     argv = [str(ROOT / "scripts" / "run-playbook.py"), "-i", str(inventory()), str(ROOT / name),
             "-e", f"app_release_source_repo={fixture_repo()}", *extra]
-    log(" ".join([name, *extra]))
-    answer = json.loads(_run(argv, cwd=ROOT, env=_env()).stdout)
+    log(" ".join([*(f"{k}={v}" for k, v in (env or {}).items()), name, *extra]))
+    answer = json.loads(_run(argv, cwd=ROOT, env={**_env(), **(env or {})}).stdout)
     output = answer["stdout"] + answer["stderr"]
     # Kept whole, with each task's time (ansible.cfg's profile_tasks): where a run's seconds go.
     logs = CACHE / "playbooks"

@@ -7,7 +7,7 @@ molecule/containers.conf, and nothing else in common: what differs (published po
 a network, a small file system, a hosts entry) is an argument. Answers in JSON.
 
     test-host.py create NAME [--publish 127.0.0.1:HOST:CONTAINER]... [--network NET [--ip ADDR]]
-                             [--ssh-key PUBLIC_KEY_FILE]
+                             [--ssh-key PUBLIC_KEY_FILE [--known-hosts FILE]]
                              [--tmpfs PATH:SIZE]... [--add-host NAME:IP]... [--command CMD]
     test-host.py destroy NAME... [--network NET]
     test-host.py image
@@ -110,6 +110,8 @@ def create(args: argparse.Namespace) -> dict:
     state = wait_for_systemd(args.name)
     if args.ssh_key:
         add_ssh_user(args.name, Path(args.ssh_key))
+        if args.known_hosts:
+            record_host_keys(args.name, args.publish, Path(args.known_hosts))
     return {"name": args.name, "created": created, "systemd": state,
             "ssh_user": SSH_USER if args.ssh_key else None}
 
@@ -132,6 +134,18 @@ def add_ssh_user(name: str, public_key: Path) -> None:
                    check=True, text=True, capture_output=True, env=_env())
 
 
+def record_host_keys(name: str, publish: list[str], known_hosts: Path) -> None:
+    """Trust the keys the host's sshd presents at each published SSH port, read from the host
+    itself, in place of any earlier host's at that port: Ansible (strict host key checking,
+    as ansible.cfg sets it) then reaches a new host without trusting it on first sight."""
+    keys = podman("exec", name, "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub").stdout.split("\n")
+    addresses = {f"[{LOOPBACK}]:{p.split(':')[1]}" for p in publish if p.split(":")[2] == "22"}
+    kept = [line for line in (known_hosts.read_text().splitlines() if known_hosts.exists() else [])
+            if not set(line.split(" ", 1)[0].split(",")) & addresses]
+    added = [f"{address} {' '.join(key.split()[:2])}" for address in sorted(addresses) for key in keys if key.strip()]
+    known_hosts.write_text("".join(f"{line}\n" for line in kept + added))
+
+
 def destroy(args: argparse.Namespace) -> dict:
     removed = [n for n in args.names if podman("container", "exists", n, check=False).returncode == 0]
     if removed:
@@ -152,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--tmpfs", action="append", default=[], help="PATH:SIZE, a small file system of its own")
     c.add_argument("--add-host", action="append", default=[], help="NAME:IP, a hosts entry")
     c.add_argument("--ssh-key", help=f"a public key file: user {SSH_USER} logs in with it and has sudo")
+    c.add_argument("--known-hosts", help="an SSH known_hosts file: the host's keys at its published port 22")
     c.add_argument("--command", default=INIT, help=f"PID 1 (default {INIT}: systemd)")
     d = sub.add_parser("destroy", help="remove hosts (and their network)")
     d.add_argument("names", nargs="+")
