@@ -60,7 +60,7 @@ SSH = not NETWORKED and not CLUSTER
 SSH_PORT = WEB_PORT + 100
 SSH_DIR = CACHE / f"ssh-{HOST_NAME}"
 # How the playbooks reach the app host, as the results record it.
-CONNECTION = "over SSH as a sudo user (pipelining)" if SSH else "over the podman connection"
+CONNECTION = "over SSH as a sudo user" if SSH else "over the podman connection"
 ON_HOST_PYTHON = "/opt/task-manager/current/venv/bin/python" if DB_HOST_NAME else "python3"
 PASSWORD = "bench-password-1"  # a throwaway account on a throwaway host
 
@@ -203,7 +203,8 @@ def _inventory_host(name: str) -> str:
                 f"          ansible_ssh_common_args: -o UserKnownHostsFile={SSH_DIR / 'known_hosts'}\n"
                 # What the host is called where an address is needed, as over the podman connection.
                 f"          task_manager_host_address: {name}\n")
-    return f"        {name}:\n          ansible_connection: containers.podman.podman\n          ansible_host: {name}\n"
+    # podman: containers.podman.podman, which Mitogen (the runbooks' strategy) runs as its own.
+    return f"        {name}:\n          ansible_connection: podman\n          ansible_host: {name}\n"
 
 
 def inventory() -> Path:

@@ -134,16 +134,22 @@ def add_ssh_user(name: str, public_key: Path) -> None:
                    check=True, text=True, capture_output=True, env=_env())
 
 
+def known_hosts_with(existing: str, addresses: set[str], keys: list[str]) -> str:
+    """existing's lines without any for these addresses, then each key at each address."""
+    kept = [line for line in existing.splitlines() if line.strip()
+            and not set(line.split(" ", 1)[0].split(",")) & addresses]
+    added = [f"{address} {' '.join(key.split()[:2])}" for address in sorted(addresses) for key in keys if key.strip()]
+    return "".join(f"{line}\n" for line in kept + added)
+
+
 def record_host_keys(name: str, publish: list[str], known_hosts: Path) -> None:
     """Trust the keys the host's sshd presents at each published SSH port, read from the host
     itself, in place of any earlier host's at that port: Ansible (strict host key checking,
     as ansible.cfg sets it) then reaches a new host without trusting it on first sight."""
-    keys = podman("exec", name, "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub").stdout.split("\n")
+    keys = podman("exec", name, "sh", "-c", "cat /etc/ssh/ssh_host_*_key.pub").stdout.splitlines()
     addresses = {f"[{LOOPBACK}]:{p.split(':')[1]}" for p in publish if p.split(":")[2] == "22"}
-    kept = [line for line in (known_hosts.read_text().splitlines() if known_hosts.exists() else [])
-            if not set(line.split(" ", 1)[0].split(",")) & addresses]
-    added = [f"{address} {' '.join(key.split()[:2])}" for address in sorted(addresses) for key in keys if key.strip()]
-    known_hosts.write_text("".join(f"{line}\n" for line in kept + added))
+    existing = known_hosts.read_text() if known_hosts.exists() else ""
+    known_hosts.write_text(known_hosts_with(existing, addresses, keys))
 
 
 def destroy(args: argparse.Namespace) -> dict:

@@ -82,6 +82,18 @@ def test_fixture_patch_fails_loudly(tmp_path):
         fixture_repo.patch(target, "completed_at", "x")
 
 
+def test_a_new_test_host_replaces_the_keys_at_its_port_and_keeps_the_others():
+    existing = ("[127.0.0.1]:18191 ssh-ed25519 OLD\n[127.0.0.1]:18193 ssh-ed25519 APP1\n"
+                "[127.0.0.1]:18191,tm-db ssh-rsa OLDRSA\n")
+    keys = ["ssh-ed25519 NEW root@tm-db", "ssh-rsa NEWRSA root@tm-db", ""]
+    assert test_host.known_hosts_with(existing, {"[127.0.0.1]:18191"}, keys).splitlines() == [
+        "[127.0.0.1]:18193 ssh-ed25519 APP1",
+        "[127.0.0.1]:18191 ssh-ed25519 NEW",
+        "[127.0.0.1]:18191 ssh-rsa NEWRSA",
+    ]
+    assert test_host.known_hosts_with("", set(), keys) == ""
+
+
 @pytest.mark.parametrize("value", ["0.0.0.0:80:8080", "8080:8080", "127.0.0.1:x:8080", "192.168.1.2:1:2"])
 def test_test_hosts_publish_on_loopback_only(value):
     with pytest.raises(argparse.ArgumentTypeError, match=r"127\.0\.0\.1"):
