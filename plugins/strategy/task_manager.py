@@ -30,13 +30,16 @@ except ImportError as missing:  # the runbooks still run, at stock speed
     from ansible.utils.display import Display
 
     _WHY = str(missing)
+    _told: list[bool] = []  # once per run, not once per play
 
     class StrategyModule(_Linear):
         def run(self, iterator, play_context):
-            Display().warning(
-                f"Mitogen is not importable ({_WHY}): the runbooks run on Ansible's stock linear "
-                "strategy, several times slower. Install the pinned `mitogen` from "
-                "requirements-dev.txt beside ansible-core (make venv does).")
+            if not _told:
+                _told.append(True)
+                Display().warning(
+                    f"Mitogen is not importable ({_WHY}): the runbooks run on Ansible's stock linear "
+                    "strategy, a long one about twice as slow. Install the pinned `mitogen` from "
+                    "requirements-dev.txt beside ansible-core (make venv does).")
             return super().run(iterator, play_context)
 else:
     class StrategyModule(ansible_mitogen.strategy.StrategyMixin,
