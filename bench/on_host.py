@@ -367,8 +367,11 @@ def main(argv: list[str]) -> dict:
         target.mkdir(exist_ok=True)
         try:
             shutil.copyfile(DB, target / "task_manager.db")
+            # As the service user: sqlite3 may create the WAL's files, which root would then own.
+            user = pwd.getpwnam("task-manager")
             with (target / "dump.sql").open("wb") as out:
-                subprocess.run([shutil.which("sqlite3") or "sqlite3", str(DB), ".dump"], stdout=out, check=True)
+                subprocess.run([shutil.which("sqlite3") or "sqlite3", str(DB), ".dump"], stdout=out, check=True,
+                               user=user.pw_uid, group=user.pw_gid, extra_groups=[])
             return {"bytes": sum(f.stat().st_size for f in target.iterdir())}
         finally:
             shutil.rmtree(target)
