@@ -38,7 +38,7 @@ except ImportError as missing:  # the runbooks still run, at stock speed
                 _told.append(True)
                 Display().warning(
                     f"Mitogen is not importable ({_WHY}): the runbooks run on Ansible's stock linear "
-                    "strategy, a long one about twice as slow. Install the pinned `mitogen` from "
+                    "strategy, a long runbook about twice as slow. Install the pinned `mitogen` from "
                     "requirements-dev.txt beside ansible-core (make venv does).")
             return super().run(iterator, play_context)
 else:
