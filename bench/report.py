@@ -127,7 +127,7 @@ READING = {
         "(ansible.cfg: one Python per host and user for the whole run, each module's code sent once), and this "
         "benchmark times the no-op deploy and the update on the stock strategy too, in the same run on the same "
         "host (the baseline rows; 'x baseline' is the configured run's time over the baseline's), because this "
-        "machine's speed differs from one day to the next by up to twice. What is left of a no-op deploy is the "
+        "machine's speed differs from one day to the next by up to four times. What is left of a no-op deploy is the "
         "facts, the package manager's check, the app's own command started on the host (the demo account), "
         "the health gate, and the control node's own work for each task. An update adds building the release "
         "on the control node and installing it. The build takes the wheelhouse of the release's pins from the "
