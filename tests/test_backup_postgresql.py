@@ -9,8 +9,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from flask_migrate import upgrade
 
 from conftest import BACKUP_SCRIPT, current_account, load_script, pgcluster
+from task_manager import create_app
+from task_manager.extensions import MIGRATIONS_DIR
 
 backup = load_script("task_manager_backup_pg", BACKUP_SCRIPT)
 OWNER, API = pgcluster.OWNER, pgcluster.API
@@ -196,3 +199,96 @@ def test_a_safety_set_taken_before_a_restore_is_never_what_latest_names(host, ca
     assert status == 0, err
     assert json.loads(out)["stamp"] == chosen["stamp"]
     assert counts(host.cluster) == (2, 7)
+
+
+# Issue 32's attack: a function of the schema owner's, called by a CHECK constraint, that runs
+# a program whenever the one who loads a row is a superuser (and passes quietly otherwise, so
+# the owner can add it to a live table).
+MARKER = "ran-as-superuser"
+PROBE = (
+    "CREATE FUNCTION public.probe(t text) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN "
+    "IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN "
+    "EXECUTE format('COPY (SELECT current_user) TO PROGRAM %L', 'id > {marker}'); END IF; "
+    "RETURN true; END $$",
+    "ALTER TABLE tasks ADD CONSTRAINT tasks_probe CHECK (public.probe(title))",
+)
+
+
+def plant_probe(host) -> Path:
+    marker = host.cluster.base / MARKER
+    host.cluster.sql(*(s.replace("{marker}", str(marker)) for s in PROBE), database=DB, role=OWNER)
+    return marker
+
+
+def test_a_dump_with_objects_the_migrations_did_not_make_is_refused_and_named(host, capsys):
+    marker = plant_probe(host)
+    status, _, err = run(capsys, "create", "--kind", "daily")
+    assert status == 1
+    assert "holds objects the migrations did not make" in err and "FUNCTION probe(text)" in err
+    assert not marker.exists()
+    assert databases(host.cluster) == {DB} and not list(host.dir.glob("daily/*.json"))
+
+
+def test_every_dump_is_loaded_as_the_schema_owner_so_its_code_never_runs_as_a_superuser(host, capsys, monkeypatch):
+    marker = plant_probe(host)
+    # The refusal above bypassed: what still stands is who loads the dump.
+    monkeypatch.setattr(backup, "refuse_foreign", lambda config, dump_file: None)
+    status, out, err = run(capsys, "create")
+    assert status == 0, err
+    made = json.loads(out)
+    status, _, err = run(capsys, "restore", "latest")
+    assert status == 0, err
+    assert not marker.exists()
+    # The control: the same dump loaded by the superuser, as the command did before, runs it.
+    host.cluster.sql("CREATE DATABASE probe_control OWNER tm_owner TEMPLATE template0")
+    try:
+        pgcluster.subprocess.run(
+            [str(pgcluster.PG_BIN / "pg_restore"), "--host", str(host.cluster.socket_dir), "--username", "postgres",
+             "--dbname", "probe_control", str(Path(made["dir"]) / f"task_manager_{made['stamp']}.dump")],
+            check=True, capture_output=True)
+        assert marker.exists()
+    finally:
+        host.cluster.drop_database("probe_control")
+
+
+def test_what_the_migrations_make_is_what_a_dump_may_hold(host, capsys):
+    """The app's own migrations on an empty database: its set is taken, verified and restored."""
+    host.cluster.drop_database(DB)
+    host.cluster.sql(f"CREATE DATABASE {DB} OWNER {OWNER} TEMPLATE template0")
+    host.cluster.sql(*pgcluster.API_GRANTS, database=DB)
+    app = create_app({"TESTING": True, "SECRET_KEY": "x" * 48, "LOG_DIR": str(host.dir.parent / "logs"),
+                      "SQLALCHEMY_DATABASE_URI": host.cluster.url(DB, API),
+                      "MIGRATION_DATABASE_URI": host.cluster.url(DB, OWNER)})
+    with app.app_context():
+        upgrade(directory=MIGRATIONS_DIR)
+        app.extensions["sqlalchemy"].engine.dispose()
+    routines = host.cluster.sql(
+        "SELECT 'FUNCTION', p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace "
+        "UNION SELECT 'TRIGGER', tgrelid::regclass::text || ' ' || tgname FROM pg_trigger WHERE NOT tgisinternal",
+        database=DB)
+    assert {(kind, name.replace(",", ", ")) for kind, name in routines} == backup.MIGRATION_ROUTINES
+    status, out, err = run(capsys, "create")
+    assert status == 0, err
+    assert json.loads(out)["schema_revision"] == "0004"
+    assert run(capsys, "restore", "latest")[0] == 0
+
+
+def test_a_table_of_contents_is_read_entry_by_entry():
+    listing = "\n".join((
+        ";     Format: CUSTOM",
+        "3426; 0 0 ACL - SCHEMA public pg_database_owner",
+        "224; 1255 16467 FUNCTION public task_counts_add(integer, character varying, integer) tm_owner",
+        "3267; 2620 16469 TRIGGER public tasks task_counts_follow tm_owner",
+        "2063; 826 16387 DEFAULT ACL public DEFAULT PRIVILEGES FOR TABLES tm_owner",
+        "3417; 0 16420 TABLE DATA public tasks tm_owner",
+        "230; 1255 16500 FUNCTION public task_counts_add(integer, character varying, integer) postgres",
+        "231; 3079 16501 EXTENSION - plpython3u ",
+        "232; 1259 16502 VIEW public users_v tm_owner",
+        "233; 2618 16503 RULE public tasks r tm_owner",
+    ))
+    assert backup.foreign_objects(listing, "tm_owner") == [
+        "FUNCTION task_counts_add(integer, character varying, integer) (owner postgres)",
+        "EXTENSION plpython3u (owner none)",
+        "VIEW users_v (owner tm_owner)",
+        "RULE tasks r (owner tm_owner)",
+    ]

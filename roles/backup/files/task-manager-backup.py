@@ -30,7 +30,10 @@ postgres, and a set holds instead:
 The dump is restored into a scratch database and counted (users, tasks, schema revision)
 before the set is written; restore rebuilds the database the same way under a scratch
 name, keeps a dump of the current one as the safety copy, and swaps the names. The API's
-role must have no session open (its hosts stopped) while a restore runs.
+role must have no session open (its hosts stopped) while a restore runs. Only the
+databases themselves are made, renamed and dropped as the superuser: every dump is taken
+and loaded as the schema owner, and a dump holding objects the migrations do not make
+(a function of the owner's own, an extension, a view) is refused before it is loaded.
 
 restore puts a set back in place of the database, with the service stopped: it
 checks the set's sha256 sums, rebuilds the database from the copy (or the dump) in
@@ -58,6 +61,7 @@ import hashlib
 import json
 import os
 import queue
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -670,8 +674,9 @@ def restore(config: dict, selector: str, source: str, kind: str | None) -> dict:
 
 
 # --- PostgreSQL (the db host) ---------------------------------------------------------------
-# Connections go over the local socket as the account the command runs as (postgres, by
-# peer authentication); libpq's PGHOST and PGPORT may point elsewhere (the tests do).
+# Connections go over the local socket by peer authentication: as postgres to the maintenance
+# database, as the schema owner (pg_ident.conf maps postgres to it) to the task manager's
+# own; libpq's PGHOST and PGPORT may point elsewhere (the tests do).
 
 
 def driver_errors() -> tuple[type[Exception], ...]:
@@ -683,10 +688,80 @@ def driver_errors() -> tuple[type[Exception], ...]:
     return (psycopg.Error,)
 
 
-def pg_connect(dbname: str, autocommit: bool = True):
+def pg_connect(dbname: str, autocommit: bool = True, role: str | None = None):
+    """A connection to `dbname`: as the superuser (the command's own account, peer) for the
+    maintenance database only; the task manager's databases as their owner (`role`), never
+    as a superuser, since whatever the owner put in them runs with the rights of whoever
+    reads, dumps or restores them."""
     import psycopg  # noqa: PLC0415  (Debian's python3-psycopg; only the db host needs it)
 
-    return psycopg.connect(dbname=dbname, autocommit=autocommit, connect_timeout=10)
+    extra = {"user": role} if role else {}
+    return psycopg.connect(dbname=dbname, autocommit=autocommit, connect_timeout=10, **extra)
+
+
+def as_owner(config: dict, dbname: str, autocommit: bool = True):
+    return pg_connect(dbname, autocommit, role=config["db_owner"])
+
+
+# What a dump of the task manager's database may hold: the kinds of object its migrations
+# make, all owned by the schema owner, and among routines and triggers only those the
+# migrations make (app/task_manager/task_counts.py; tests/test_backup_postgresql.py holds
+# the two lists together). Anything else (a function of the owner's own, an extension, a
+# view, a rule, an event trigger) is refused before the dump is loaded anywhere.
+DUMP_KINDS = frozenset({
+    "TABLE", "TABLE DATA", "SEQUENCE", "SEQUENCE OWNED BY", "SEQUENCE SET", "DEFAULT", "INDEX",
+    "CONSTRAINT", "FK CONSTRAINT", "ACL", "DEFAULT ACL", "FUNCTION", "TRIGGER", "COMMENT",
+})
+MIGRATION_ROUTINES = frozenset({
+    ("FUNCTION", "task_counts_add(integer, character varying, integer)"),
+    ("FUNCTION", "task_counts_follow()"),
+    ("TRIGGER", "tasks task_counts_follow"),
+})
+# pg_restore --list: "<id>; <catalog> <oid> <KIND> <schema> <name> <owner>", KIND of one or
+# more upper-case words; the schema is "-" for objects outside one.
+TOC_LINE = re.compile(r"^\d+; \d+ \d+ (?P<rest>.+)$")
+TOC_KINDS = sorted(DUMP_KINDS | {
+    "AGGREGATE", "CAST", "COLLATION", "CONVERSION", "DATABASE", "DOMAIN", "EVENT TRIGGER", "EXTENSION",
+    "FOREIGN DATA WRAPPER", "FOREIGN TABLE", "LANGUAGE", "LARGE OBJECT", "MATERIALIZED VIEW", "OPERATOR",
+    "OPERATOR CLASS", "OPERATOR FAMILY", "POLICY", "PROCEDURE", "PUBLICATION", "ROW SECURITY", "RULE",
+    "SCHEMA", "SERVER", "STATISTICS", "SUBSCRIPTION", "TEXT SEARCH CONFIGURATION", "TEXT SEARCH DICTIONARY",
+    "TEXT SEARCH PARSER", "TEXT SEARCH TEMPLATE", "TRANSFORM", "TYPE", "USER MAPPING", "VIEW",
+}, key=len, reverse=True)
+
+
+def foreign_objects(listing: str, owner: str) -> list[str]:
+    """The entries of a dump's table of contents that the migrations did not make."""
+    found = []
+    for line in listing.splitlines():
+        match = TOC_LINE.match(line.rstrip("\r\n"))
+        if not match:
+            continue
+        rest = match["rest"]
+        kind = next((k for k in TOC_KINDS if rest.startswith(k + " ")), rest.split(" ", 1)[0])
+        # "<schema> <name> <owner>": the name may hold spaces, the owner is empty for some kinds.
+        words = rest[len(kind) + 1:].split(" ")
+        name, entry_owner = " ".join(words[1:-1]), words[-1]
+        if kind == "ACL" and name == "SCHEMA public" and entry_owner == "pg_database_owner":
+            continue  # the API role's USAGE on public, as deploy.yml grants it
+        if (kind not in DUMP_KINDS or entry_owner != owner
+                or (kind in ("FUNCTION", "TRIGGER") and (kind, name) not in MIGRATION_ROUTINES)):
+            found.append(f"{kind} {name} (owner {entry_owner or 'none'})")
+    return found
+
+
+def refuse_foreign(config: dict, dump_file: Path) -> None:
+    program = Path(config.get("postgresql_bin") or PG_BIN) / "pg_restore"
+    # S603: a fixed absolute program and an argument list, no shell.
+    result = subprocess.run([str(program), "--list", str(dump_file)],  # noqa: S603
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise BackupError(f"pg_restore --list exited with {result.returncode}: {result.stderr.strip()[-600:]}")
+    found = foreign_objects(result.stdout, config["db_owner"])
+    if found:
+        raise BackupError(
+            f"the dump {dump_file.name} holds objects the migrations did not make, so it is not loaded: "
+            + "; ".join(found)
+            + f". Remove them from {config['db_name']} (as {config['db_owner']}) and take a new backup")
 
 
 def pg_tool(config: dict, tool: str, *arguments: str) -> None:
@@ -737,27 +812,29 @@ def pg_load(config: dict, dump_file: Path, name: str) -> dict:
         conn.execute(sql.SQL("CREATE DATABASE {} OWNER {} TEMPLATE template0 ENCODING 'UTF8' "
                              "LC_COLLATE 'C.UTF-8' LC_CTYPE 'C.UTF-8'").format(
             sql.Identifier(name), sql.Identifier(config["db_owner"])))
-    pg_tool(config, "pg_restore", "--exit-on-error", "--single-transaction", "--dbname", name, str(dump_file))
-    with pg_connect(name) as conn:
+    refuse_foreign(config, dump_file)
+    pg_tool(config, "pg_restore", "--exit-on-error", "--single-transaction", "--username", config["db_owner"],
+            "--dbname", name, str(dump_file))
+    with as_owner(config, name) as conn:
         return pg_counts(conn)
 
 
 def pg_dump_snapshot(config: dict, target: Path) -> dict:
     """A custom-format dump and the counts, both read in one snapshot: what the dump holds
     is exactly what was counted, however the API writes meanwhile."""
-    with pg_connect(config["db_name"], autocommit=False) as conn:
+    with as_owner(config, config["db_name"], autocommit=False) as conn:
         conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
         facts = pg_counts(conn)
         pg_tool(config, "pg_dump", "--format=custom", "--compress=6", f"--snapshot={snapshot}",
-                "--file", str(target), "--dbname", config["db_name"])
+                "--username", config["db_owner"], "--file", str(target), "--dbname", config["db_name"])
         conn.rollback()
     return facts
 
 
 def pg_room_for(config: dict, backup_dir: Path) -> None:
-    with pg_connect(config["db_name"]) as conn:
-        size = conn.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    with pg_connect("postgres") as conn:
+        size = conn.execute("SELECT pg_database_size(%s)", (config["db_name"],)).fetchone()[0]
         data_dir = conn.execute("SELECT setting FROM pg_settings WHERE name = 'data_directory'").fetchone()[0]
     # The dump (at most the database's size) and a margin in the backup directory; the
     # scratch database the dump is verified in, beside the live one.
