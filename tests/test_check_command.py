@@ -493,6 +493,45 @@ def test_a_textfile_that_cannot_be_written_fails_the_check(host, capsys):
     assert "figures not written to" in err
 
 
+def plant_link(at: Path) -> Path:
+    """A root-only file, and a link to it planted where the command writes."""
+    target = at.parent.parent / f"root-only-{at.name}"
+    target.write_text("root's own\n", encoding="utf-8")
+    target.chmod(0o600)
+    at.parent.mkdir(exist_ok=True)
+    at.symlink_to(target)
+    return target
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root's writes are what is checked")
+def test_a_link_planted_where_root_writes_is_replaced_never_followed(host, capsys):
+    textfile = host.root / "metrics" / "task_manager_check.prom"
+    targets = [plant_link(textfile), plant_link(host.state)]
+    status, _, err = run(capsys, host, "--textfile", str(textfile))
+    assert status == 0, err
+    for target in targets:
+        assert (target.read_text(encoding="utf-8"), oct(target.stat().st_mode & 0o777)) == ("root's own\n", "0o600")
+    assert not textfile.is_symlink() and read_textfile(textfile)
+    assert not host.state.is_symlink() and "last_check" in json.loads(host.state.read_text(encoding="utf-8"))
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="root's writes are what is checked")
+@pytest.mark.parametrize("mode", [0o775, 0o757])
+def test_root_writes_nothing_into_a_directory_another_account_can_write(host, capsys, mode):
+    textfile = host.root / "metrics" / "task_manager_check.prom"
+    textfile.parent.mkdir()
+    textfile.parent.chmod(mode)
+    status, _, err = run(capsys, host, "--no-record", "--textfile", str(textfile))
+    assert status == 1
+    assert f"not writing {textfile} as root: another account can write {textfile.parent}" in err
+    assert list(textfile.parent.iterdir()) == []
+    host.state.parent.mkdir()
+    host.state.parent.chmod(mode)
+    status, _, err = run(capsys, host)
+    assert status == 1 and "the time of this check not kept" in err
+    assert not host.state.exists()
+
+
 def test_fail_on_breach_exits_2_naming_the_limits_and_0_when_all_are_kept(host, capsys):
     host.backup_set("daily", 1)
     status, doc, err = run(capsys, host, "--no-record", "--fail-on-breach")

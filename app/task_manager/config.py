@@ -1,12 +1,15 @@
-"""Configuration: defaults, then the instance folder's config.py, then the environment.
+"""Configuration: defaults, then the instance folder's config.toml, then the environment.
 
 Later sources win, so an operator can always override a file with an environment
 variable (systemd's EnvironmentFile) without editing anything the release ships.
+The instance folder's file is data (TOML), never code: the service may write that
+folder, and root's `task-manager` command loads the same settings.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from datetime import timedelta
 from pathlib import Path
 
@@ -154,7 +157,11 @@ def engine_options(cfg) -> dict:
 def load(app: Flask, test_config: dict | None) -> None:
     app.config.from_mapping(defaults())
     if test_config is None:
-        app.config.from_pyfile("config.py", silent=True)
+        _refuse_code_settings(app)
+        try:
+            app.config.from_file(SETTINGS_FILE, load=tomllib.load, silent=True, text=False)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{Path(app.instance_path) / SETTINGS_FILE} is not valid TOML: {exc}") from None
         app.config.from_prefixed_env(ENV_PREFIX)
         # The manual and twelve-factor tooling both speak of DATABASE_URL unprefixed.
         if os.environ.get("DATABASE_URL"):
@@ -169,6 +176,20 @@ def load(app: Flask, test_config: dict | None) -> None:
     _validate(app)
     # Only now: the options read the URL and the pool settings checked above.
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = engine_options(app.config)
+
+
+SETTINGS_FILE = "config.toml"
+
+
+def _refuse_code_settings(app: Flask) -> None:
+    """An instance folder's config.py was once executed: it is refused, never run, so that
+    nobody's settings are quietly dropped either."""
+    legacy = Path(app.instance_path) / "config.py"
+    if legacy.exists():
+        raise ConfigError(
+            f"{legacy} is no longer read: settings are data now. Write them as KEY = value lines "
+            f"(TOML) in {legacy.with_name(SETTINGS_FILE)} or as {ENV_PREFIX}_<KEY> variables, then remove {legacy}"
+        )
 
 
 def _derive(app: Flask) -> None:
@@ -207,7 +228,7 @@ def _validate(app: Flask) -> None:
             if value in KNOWN_BAD_SECRETS or len(value) < MIN_SECRET_LENGTH:
                 raise ConfigError(
                     f"{key} is missing, a known default, or shorter than {MIN_SECRET_LENGTH} characters: "
-                    f"set it in {app.instance_path}/config.py or as {ENV_PREFIX}_{key} "
+                    f"set it in {app.instance_path}/{SETTINGS_FILE} or as {ENV_PREFIX}_{key} "
                     "(the deploy playbook generates one on the host)"
                 )
     for key in POSITIVE_NUMBERS:

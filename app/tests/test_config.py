@@ -39,7 +39,7 @@ def _run(env, code, cwd):
 def test_config_from_environment_and_instance_folder(tmp_path):
     instance = tmp_path / "instance"
     instance.mkdir()
-    (instance / "config.py").write_text('SECRET_KEY = "from-instance-file-0123456789abcdef"\nTASKS_PER_PAGE = 7\n')
+    (instance / "config.toml").write_text('SECRET_KEY = "from-instance-file-0123456789abcdef"\nTASKS_PER_PAGE = 7\n')
     env = {
         "PATH": "/usr/bin:/bin",
         "TASK_MANAGER_INSTANCE_PATH": str(instance),
@@ -59,6 +59,22 @@ def test_config_from_environment_and_instance_folder(tmp_path):
     assert uri == f"sqlite:///{instance}/task_manager.db"
     assert log_dir == str(tmp_path / "logs")
     assert "https://tasks.example.org" in origins
+
+
+def test_the_instance_folder_holds_data_and_its_code_is_never_run(tmp_path):
+    instance = tmp_path / "instance"
+    instance.mkdir()
+    ran = tmp_path / "ran"
+    (instance / "config.py").write_text(f'open({str(ran)!r}, "w").close()\nSECRET_KEY = "x" * 40\n')
+    env = {"PATH": "/usr/bin:/bin", "TASK_MANAGER_INSTANCE_PATH": str(instance), "TASK_MANAGER_ENV": "development"}
+    result = _run(env, "from task_manager import create_app; create_app()", tmp_path)
+    assert result.returncode != 0 and not ran.exists()
+    assert f"{instance / 'config.py'} is no longer read" in result.stderr
+    assert f"{instance / 'config.toml'}" in result.stderr
+    (instance / "config.py").unlink()
+    (instance / "config.toml").write_text('TASKS_PER_PAGE = "seven\n')
+    result = _run(env, "from task_manager import create_app; create_app()", tmp_path)
+    assert result.returncode != 0 and "config.toml is not valid TOML" in result.stderr
 
 
 def test_database_url_is_honoured(tmp_path):

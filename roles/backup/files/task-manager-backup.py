@@ -1120,11 +1120,17 @@ def record_run(config: dict, kind: str, started: float, manifest: dict | None) -
 
 
 def write_public(path: Path, text: str) -> None:
-    """Whole or not at all (node_exporter may read at any moment), readable by its user."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.chmod(0o644)
-    tmp.replace(path)
+    """Whole or not at all (node_exporter may read at any moment), readable by its user, never
+    through a link: a new file (O_EXCL, a name nobody could plant) renamed over the name."""
+    fd, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            os.fchmod(handle.fileno(), 0o644)
+        os.replace(scratch, path)
+    except BaseException:
+        Path(scratch).unlink(missing_ok=True)
+        raise
 
 
 COMMANDS = {"create": run_create, "list": run_list, "prune": run_prune, "restore": run_restore, "verify": run_verify}

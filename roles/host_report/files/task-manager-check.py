@@ -42,9 +42,11 @@ import os
 import re
 import shutil
 import ssl
+import stat
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from datetime import datetime
@@ -187,10 +189,10 @@ def systemd(units: list[str]) -> dict:
 
 def process_tree(main_pid: int) -> list[int]:
     pids, children = [main_pid], {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
+    for proc_stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+            fields = proc_stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(proc_stat.parent.name))
         except (OSError, IndexError, ValueError):
             continue
     for pid in pids:
@@ -533,8 +535,8 @@ def backup_breaches(report: dict, limits: dict) -> list[str]:
 def record(report: dict) -> None:
     """Keep the time of this check: the next one counts the logs from here."""
     path = state_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"last_check": report["checked_at"]}) + "\n", encoding="utf-8")
+    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    write_whole(path, json.dumps({"last_check": report["checked_at"]}) + "\n")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -579,12 +581,26 @@ def textfile(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_textfile(path: Path, text: str) -> None:
-    """Whole or not at all (node_exporter may read at any moment), readable by its user."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.chmod(0o644)
-    tmp.replace(path)
+def write_whole(path: Path, text: str) -> None:
+    """Whole or not at all (node_exporter may read at any moment), readable by every account,
+    and never through a link: a new file of its own (O_EXCL, a name nobody could plant) in
+    the directory, renamed over the name, which replaces a link there rather than follow it.
+    As root, only into a directory no other account can write."""
+    directory = path.parent
+    if os.geteuid() == 0:
+        info = directory.lstat()
+        if info.st_uid != 0 or info.st_mode & 0o022 or not stat.S_ISDIR(info.st_mode):
+            raise CheckError(f"not writing {path} as root: another account can write {directory} "
+                             "(make it root's alone: deploy.yml does)")
+    fd, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            os.fchmod(handle.fileno(), 0o644)
+        os.replace(scratch, path)
+    except BaseException:
+        Path(scratch).unlink(missing_ok=True)
+        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -601,11 +617,15 @@ def main(argv: list[str] | None = None) -> int:
     report["breaches"] = judge(report, limits)
     # The db host counts nothing from logs: there is no "since the last check" to keep.
     if kind == "app" and not args.no_record:
-        record(report)
+        try:
+            record(report)
+        except (CheckError, OSError) as exc:
+            print(f"task-manager-check: the time of this check not kept: {exc}", file=sys.stderr)
+            return 1
     if args.textfile:
         try:
-            write_textfile(Path(args.textfile), textfile(report))
-        except OSError as exc:
+            write_whole(Path(args.textfile), textfile(report))
+        except (CheckError, OSError) as exc:
             print(f"task-manager-check: figures not written to {args.textfile}: {exc}", file=sys.stderr)
             return 1
     print(json.dumps(report, ensure_ascii=False))

@@ -209,11 +209,22 @@ def record(config: dict, what: str, outcome: dict) -> None:
     state[what] = outcome
     if outcome["ok"]:
         state[f"{what}_ok_at"] = outcome["at"]
-    path = state_file(config)
-    scratch = path.with_name(f".{path.name}.new")
-    scratch.write_text(json.dumps(state, indent=2) + "\n", encoding="utf-8")
-    scratch.replace(path)
+    write_whole(state_file(config), json.dumps(state, indent=2) + "\n", 0o644)
     write_metrics(config, state)
+
+
+def write_whole(path: Path, text: str, mode: int) -> None:
+    """Whole or not at all, never through a link: a new file (O_EXCL, a name nobody could
+    plant) renamed over the name."""
+    fd, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            os.fchmod(handle.fileno(), mode)
+        os.replace(scratch, path)
+    except BaseException:
+        Path(scratch).unlink(missing_ok=True)
+        raise
 
 
 def unix_time(stamp: str | None) -> float | None:
@@ -242,11 +253,8 @@ def write_metrics(config: dict, state: dict) -> None:
             figure = value(state, what) if what in state else None
             if figure is not None:
                 lines.append(f'task_manager_offsite_{name}{{what="{what}"}} {figure}')
-    tmp = Path(path).with_name(f".{Path(path).name}.tmp")
     try:
-        tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-        tmp.chmod(0o644)
-        tmp.replace(path)
+        write_whole(Path(path), "\n".join(lines) + "\n", 0o644)
     except OSError as exc:
         log(config, f"metrics not written to {path}: {exc}")
 
