@@ -458,3 +458,40 @@ def test_screenshot_of_the_board(browser, stack):
     page.screenshot(path=str(target), full_page=True)
     assert target.stat().st_size > 10_000
     context.close()
+
+
+@pytest.fixture(scope="module")
+def sprayed_stack(tmp_path_factory):
+    # Few free failures per address, so that a handful of tries stands for an office's worth.
+    with running_stack(tmp_path_factory.mktemp("sprayed"), TASK_MANAGER_LOGIN_FREE_FAILURES_PER_CLIENT="3",
+                       TASK_MANAGER_LOGIN_BACKOFF_BASE_SECONDS="600") as stack:
+        yield stack
+
+
+def test_a_browser_that_signed_in_before_is_not_held_up_by_others_guessing_from_its_address(
+        browser, sprayed_stack, username):
+    stack = sprayed_stack
+    context = browser.new_context(locale="ja-JP")
+    page = context.new_page()
+    register(page, stack, username)
+    assert page.evaluate("JSON.parse(localStorage.getItem('task-manager.devices'))")[username]
+    page.get_by_role("button", name="ログアウト", exact=True).click()
+    # Someone else behind the same address (every client here is 127.0.0.1) guesses names.
+    for n in range(4):
+        page.evaluate("""async ([url, name]) => (await fetch(url, {method: 'POST',
+              headers: {'Content-Type': 'application/json'},
+              body: JSON.stringify({username: name, password: 'whatever-password'})})).status""",
+                      [stack.api_url + "/api/auth/login", f"{username}-nobody{n}"])
+    page.get_by_label("ユーザー名").fill(username)
+    page.get_by_label("パスワード", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="ログイン", exact=True).click()
+    expect(page.locator("#current-user")).to_have_text(username)
+    # A browser that never signed in here waits, and is told for how long.
+    stranger = browser.new_context(locale="ja-JP").new_page()
+    stranger.goto(stack.frontend_url + "/")
+    stranger.get_by_label("ユーザー名").fill(username)
+    stranger.get_by_label("パスワード", exact=True).fill(PASSWORD)
+    stranger.get_by_role("button", name="ログイン", exact=True).click()
+    expect(stranger.locator("#auth-error")).to_contain_text("秒後に再試行してください")
+    stranger.context.close()
+    context.close()

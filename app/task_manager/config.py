@@ -30,7 +30,7 @@ MIN_SECRET_LENGTH = 32
 POSITIVE_NUMBERS = (
     "JWT_ACCESS_TOKEN_MINUTES", "JWT_REFRESH_TOKEN_DAYS", "TASKS_MAX_PER_PAGE", "TASKS_MAX_PER_USER",
     "LOGIN_FAILURE_WINDOW_SECONDS", "LOGIN_BACKOFF_BASE_SECONDS", "LOGIN_BACKOFF_MAX_SECONDS",
-    "REGISTER_MAX_PER_CLIENT", "REGISTER_WINDOW_SECONDS",
+    "REGISTER_MAX_PER_CLIENT", "REGISTER_WINDOW_SECONDS", "LOGIN_DEVICE_DAYS",
 )
 # The PostgreSQL connection pool (per gunicorn worker): whole numbers above 0.
 POSITIVE_INTEGERS = ("DATABASE_POOL_SIZE", "DATABASE_POOL_TIMEOUT_SECONDS", "DATABASE_CONNECT_TIMEOUT_SECONDS")
@@ -82,6 +82,11 @@ def defaults() -> dict:
         "LOGIN_FAILURE_WINDOW_SECONDS": 24 * 3600,
         "LOGIN_FREE_FAILURES_PER_ACCOUNT": 5,
         "LOGIN_FREE_FAILURES_PER_CLIENT": 50,
+        # Failures at one account from every client without a device token (guessing one
+        # account from many addresses): a delay past these, never a lock (devices.py).
+        "LOGIN_FREE_FAILURES_ACROSS_CLIENTS": 20,
+        # How long a device token keeps a browser that signed in trusted (throttle.py).
+        "LOGIN_DEVICE_DAYS": 180,
         "LOGIN_BACKOFF_BASE_SECONDS": 2,
         "LOGIN_BACKOFF_MAX_SECONDS": 15 * 60,
         # Registrations per client address inside the window (each costs a scrypt hash).
@@ -238,7 +243,7 @@ def _validate(app: Flask) -> None:
         if not _whole(cfg[key]) or cfg[key] <= 0:
             raise ConfigError(f"{key} must be a whole number above 0, not {cfg[key]!r}")
     for key in ("TRUSTED_PROXIES", "LOGIN_FREE_FAILURES_PER_ACCOUNT", "LOGIN_FREE_FAILURES_PER_CLIENT",
-                "DATABASE_POOL_OVERFLOW"):
+                "LOGIN_FREE_FAILURES_ACROSS_CLIENTS", "DATABASE_POOL_OVERFLOW"):
         if not _whole(cfg[key]) or cfg[key] < 0:
             raise ConfigError(f"{key} must be a whole number, 0 or more, not {cfg[key]!r}")
     _validate_database(cfg)

@@ -50,6 +50,8 @@ USERNAME_MIN = 3
 USERNAME_MAX = 64
 PASSWORD_MIN = 12
 PASSWORD_MAX = 256
+# A device token (devices.py) is about 100 characters; a longer one is no token of ours.
+DEVICE_TOKEN_MAX = 512
 # Control characters (C0, DEL, C1), format characters (bidi overrides such as U+202E,
 # zero-width characters) and line/paragraph separators: invisible, they can reorder what
 # a person reads, ring terminals or end lines in whatever shows the text. Surrogates
@@ -356,6 +358,10 @@ class Login(Body):
 
     username: SignInName
     password: Annotated[str, Password(description="Checked against the account; no rules at sign-in")]
+    device_token: Annotated[str, Text(max_length=DEVICE_TOKEN_MAX, printable=False, description=(
+        "The device_token an earlier sign-in to this account gave this device: its sign-ins are then "
+        "slowed by its own failures alone, never by other clients' (an expired or foreign one is not trusted)"))
+    ] = optional()
 
 
 class PasswordChange(Body):
@@ -498,6 +504,8 @@ class Tokens(Reply):
     token_type: Literal["Bearer"]
     expires_in: int
     user: User
+    device_token: str = Field(default=None, json_schema_extra=_without_default, description=(
+        "Sign-in only: keep it on this device and send it with the next sign-in to this account"))
 
 
 class Deleted(Reply):

@@ -7,8 +7,18 @@ further failure doubles the wait before the next try (up to a cap). Keys:
                            failures never slow the owner down on their own devices.
   client:<client>          every failure from one client, whatever the account, against
                            one address spraying a password across many accounts.
+  account:<account>        every failure at one account, from any client, against guessing
+                           one account from many addresses.
+  device:<id>              the failures of one trusted device (below), and only those.
 
-A success clears its pair. Registrations are counted per client ('register:<client>')
+A device that has signed in to an account holds a device token for it (signed, with the
+account's name and a random id; OWASP's "device cookie"). Presented at sign-in, the token
+puts that try under its own device key alone: the failures of other clients behind the same
+address (an office, a carrier's NAT, one IPv6 /64) and of other addresses at the same account
+slow the attackers, never the owner's own devices. A try without one (a new device) is held
+to the pair, client and account keys. A success clears its pair and its device key.
+
+Registrations are counted per client ('register:<client>')
 and refused over a plain limit inside a window. A client is its IP address; an IPv6
 client is its /64, the block one subscriber usually holds.
 """
@@ -52,6 +62,14 @@ def _client(client: str | None) -> str:
     return f"client:{client_key(client)}"[:KEY_MAX]
 
 
+def _account(username: str) -> str:
+    return f"account:{username.lower()[:64]}"[:KEY_MAX]
+
+
+def _device(device: str) -> str:
+    return f"device:{device}"[:KEY_MAX]
+
+
 def _register(client: str | None) -> str:
     return f"register:{client_key(client)}"[:KEY_MAX]
 
@@ -78,14 +96,24 @@ def backoff(failures: int, free: int) -> float:
     return float(min(cfg["LOGIN_BACKOFF_BASE_SECONDS"] * 2**doublings, cfg["LOGIN_BACKOFF_MAX_SECONDS"]))
 
 
-def login_retry_after(username: str, client: str | None) -> int | None:
-    """Seconds until this account may be tried again from this client, or None for now."""
+def _login_keys(username: str, client: str | None, device: str | None) -> list[tuple[str, int]]:
+    """The keys a sign-in try is held to, each with its free failures."""
+    cfg = current_app.config
+    if device:
+        return [(_device(device), cfg["LOGIN_FREE_FAILURES_PER_ACCOUNT"])]
+    return [(_pair(username, client), cfg["LOGIN_FREE_FAILURES_PER_ACCOUNT"]),
+            (_client(client), cfg["LOGIN_FREE_FAILURES_PER_CLIENT"]),
+            (_account(username), cfg["LOGIN_FREE_FAILURES_ACROSS_CLIENTS"])]
+
+
+def login_retry_after(username: str, client: str | None, device: str | None = None) -> int | None:
+    """Seconds until this account may be tried again from this client (or trusted device),
+    or None for now."""
     cfg = current_app.config
     now = utcnow()
     since = now - timedelta(seconds=cfg["LOGIN_FAILURE_WINDOW_SECONDS"])
     wait = timedelta(0)
-    for key, free in ((_pair(username, client), cfg["LOGIN_FREE_FAILURES_PER_ACCOUNT"]),
-                      (_client(client), cfg["LOGIN_FREE_FAILURES_PER_CLIENT"])):
+    for key, free in _login_keys(username, client, device):
         count, newest = _count_and_newest(key, since)
         delay = backoff(count, free)
         if delay and newest is not None:
@@ -93,15 +121,16 @@ def login_retry_after(username: str, client: str | None) -> int | None:
     return _seconds(wait)
 
 
-def record_login_failure(username: str, client: str | None) -> None:
+def record_login_failure(username: str, client: str | None, device: str | None = None) -> None:
     now = utcnow()
-    db.session.add(LoginFailure(key=_pair(username, client), failed_at=now))
-    db.session.add(LoginFailure(key=_client(client), failed_at=now))
+    for key, _ in _login_keys(username, client, device):
+        db.session.add(LoginFailure(key=key, failed_at=now))
     _prune(now)
 
 
-def clear_login_failures(username: str, client: str | None) -> None:
-    LoginFailure.query.filter(LoginFailure.key == _pair(username, client)).delete()
+def clear_login_failures(username: str, client: str | None, device: str | None = None) -> None:
+    keys = [_pair(username, client)] + ([_device(device)] if device else [])
+    LoginFailure.query.filter(LoginFailure.key.in_(keys)).delete()
 
 
 def register_retry_after(client: str | None) -> int | None:

@@ -1,11 +1,12 @@
 """Failed logins slow down per (account, client) and per client, never lock the owner out;
 registrations are limited per client."""
 
+import time
 from datetime import timedelta
 
 import pytest
 
-from task_manager import throttle
+from task_manager import devices, throttle
 from task_manager.extensions import db
 from task_manager.models import LoginFailure
 from tests.conftest import PASSWORD
@@ -154,3 +155,67 @@ def test_throttle_settings_are_checked(tmp_path):
         create_app(make_config(tmp_path, LOGIN_FREE_FAILURES_PER_CLIENT=-1))
     with pytest.raises(ConfigError, match="TRUSTED_PROXIES"):
         create_app(make_config(tmp_path, TRUSTED_PROXIES="1"))
+
+
+OFFICE = {"REMOTE_ADDR": "192.0.2.50"}  # one address for everyone behind it
+
+
+def device_login(client, device_token, username="alice", password=PASSWORD, environ=None):
+    return client.post("/api/auth/login", environ_base=environ or {},
+                       json={"username": username, "password": password, "device_token": device_token})
+
+
+def test_others_spraying_from_the_owners_address_never_holds_up_the_owners_device(app_with):
+    # Issue 32: 50 failed sign-ins for random names from one address made the right password
+    # of an existing account from that address answer 429.
+    app = app_with(LOGIN_BACKOFF_BASE_SECONDS=60)
+    client = app.test_client()
+    register(client)
+    device_token = login(client, environ=OFFICE).get_json()["device_token"]
+    for n in range(50):
+        assert login(client, f"random{n}", "whatever-pw", environ=OFFICE).status_code == 401
+    assert login(client, "random50", "whatever-pw", environ=OFFICE).status_code == 429  # the sprayer waits
+    assert device_login(client, device_token, environ=OFFICE).status_code == 200  # the owner does not
+    # A device never seen before is held to the address's failures: a delay, named in Retry-After.
+    new_device = login(client, environ=OFFICE)
+    assert new_device.status_code == 429 and int(new_device.headers["Retry-After"]) > 0
+
+
+def test_guessing_one_account_from_many_addresses_slows_them_never_the_owners_device(app_with):
+    app = app_with(LOGIN_FREE_FAILURES_ACROSS_CLIENTS=20, LOGIN_BACKOFF_BASE_SECONDS=60)
+    client = app.test_client()
+    register(client)
+    device_token = login(client, environ=HOME).get_json()["device_token"]
+    for n in range(20):
+        attacker = {"REMOTE_ADDR": f"203.0.113.{n + 1}"}
+        assert login(client, password="wrong-password", environ=attacker).status_code == 401
+    slowed = login(client, password="wrong-password", environ={"REMOTE_ADDR": "203.0.113.200"})
+    assert slowed.status_code == 429 and 55 <= int(slowed.headers["Retry-After"]) <= 60
+    assert device_login(client, device_token, environ=HOME).status_code == 200
+    assert device_login(client, device_token, environ={"REMOTE_ADDR": "198.51.100.99"}).status_code == 200
+    # Another account is not slowed by this one's guesses.
+    register(client, "bob", environ=HOME)
+    assert login(client, "bob", environ={"REMOTE_ADDR": "203.0.113.201"}).status_code == 200
+
+
+def test_a_device_token_is_trusted_only_for_its_own_account_and_its_own_failures(app_with):
+    app = app_with(LOGIN_FREE_FAILURES_PER_ACCOUNT=2, LOGIN_FREE_FAILURES_PER_CLIENT=2, LOGIN_BACKOFF_BASE_SECONDS=60)
+    client = app.test_client()
+    register(client)
+    register(client, "bob", environ=HOME)
+    bobs = login(client, "bob", environ=HOME).get_json()["device_token"]
+    alices = login(client, environ=HOME).get_json()["device_token"]
+    for _ in range(2):
+        assert login(client, "carol", "whatever-pw", environ=OFFICE).status_code == 401
+    for token in (bobs, alices[:-2] + "xx", "not-a-token"):  # another's, forged, malformed
+        assert device_login(client, token, environ=OFFICE).status_code == 429
+    # The trusted device's own wrong passwords slow it, as a pair's would.
+    for _ in range(2):
+        assert device_login(client, alices, password="wrong-password", environ=OFFICE).status_code == 401
+    assert device_login(client, alices, environ=OFFICE).status_code == 429
+    assert login(client, environ=HOME).status_code == 200  # that device's failures are its own
+    with app.app_context():
+        assert devices.trusted(alices, "alice") is not None
+        app.config["LOGIN_DEVICE_DAYS"] = 1 / 86400  # a second: the token, two seconds old, has expired
+        time.sleep(2.1)
+        assert devices.trusted(alices, "alice") is None

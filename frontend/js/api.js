@@ -8,6 +8,10 @@
 
 export const STORAGE_KEY = "task-manager.session";
 const REFRESH_LOCK = "task-manager.refresh";
+// Per account name, the device token its last sign-in here gave: kept across sign-outs, so
+// that this browser's next sign-in is slowed by its own wrong passwords alone, never by
+// others guessing behind the same address.
+export const DEVICES_KEY = "task-manager.devices";
 
 export class ApiError extends Error {
   constructor(status, code, message, retryAfter = null) {
@@ -40,7 +44,14 @@ export class Api {
   }
 
   async login(username, password) {
-    const body = await this.request("POST", "/api/auth/login", { username, password }, { auth: false });
+    const devices = loadDevices();
+    const credentials = { username, password };
+    if (typeof devices[username] === "string") credentials.device_token = devices[username];
+    const body = await this.request("POST", "/api/auth/login", credentials, { auth: false });
+    if (body.device_token) {
+      devices[username] = body.device_token;
+      localStorage.setItem(DEVICES_KEY, JSON.stringify(devices));
+    }
     this.keep(body);
     return body.user;
   }
@@ -204,6 +215,15 @@ function loadSession() {
     return session?.access && session?.refresh ? session : null;
   } catch {
     return null;
+  }
+}
+
+function loadDevices() {
+  try {
+    const devices = JSON.parse(localStorage.getItem(DEVICES_KEY));
+    return devices && typeof devices === "object" && !Array.isArray(devices) ? devices : {};
+  } catch {
+    return {};
   }
 }
 

@@ -10,7 +10,7 @@ from jwt import ExpiredSignatureError
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .. import metrics, proxy, schemas, throttle, tokens, validation
+from .. import devices, metrics, proxy, schemas, throttle, tokens, validation
 from ..errors import ApiError
 from ..extensions import db
 from ..logging_setup import safe
@@ -52,7 +52,7 @@ def _client() -> str | None:
     return proxy.client_address(request)
 
 
-def _tokens_response(user: User, access: str, refresh: str):
+def _tokens_response(user: User, access: str, refresh: str, device_token: str | None = None):
     expires = current_app.config["JWT_ACCESS_TOKEN_EXPIRES"]
     return schemas.reply(schemas.Tokens, {
         "access_token": access,
@@ -60,6 +60,7 @@ def _tokens_response(user: User, access: str, refresh: str):
         "token_type": "Bearer",  # the scheme's name, not a secret
         "expires_in": int(expires.total_seconds()),
         "user": user,
+        **({"device_token": device_token} if device_token else {}),
     })
 
 
@@ -87,8 +88,8 @@ def register():
     return schemas.reply(schemas.UserReply, {"user": user}, 201)
 
 
-def _login_wait_or_raise(username: str, client: str | None, what: str) -> None:
-    wait = throttle.login_retry_after(username, client)
+def _login_wait_or_raise(username: str, client: str | None, what: str, device: str | None = None) -> None:
+    wait = throttle.login_retry_after(username, client, device)
     if wait is not None:
         current_app.logger.warning(
             "認証失敗 (%s待機中): username=%s client=%s retry_after=%ss", what, safe(username), safe(client), wait
@@ -102,22 +103,24 @@ def login():
     data = validation.body(schemas.Login)
     username, password = data.username, data.password
     client = _client()
-    _login_wait_or_raise(username, client, "")
+    # A device that signed in to this account before is held to its own failures alone.
+    device = devices.trusted(data.device_token, username)
+    _login_wait_or_raise(username, client, "", device)
     user = db.session.scalar(db.select(User).where(User.username == username))
     if user is None or not check_password_hash(user.password_hash, password):
         if user is None:
             check_password_hash(_DUMMY_HASH, password)
-        throttle.record_login_failure(username, client)
+        throttle.record_login_failure(username, client, device)
         db.session.commit()
         current_app.logger.warning("認証失敗: username=%s client=%s", safe(username), safe(client))
         metrics.LOGIN_FAILURES.labels("login").inc()
         raise ApiError(401, "invalid_credentials", LOGIN_FAILED)
-    throttle.clear_login_failures(username, client)
+    throttle.clear_login_failures(username, client, device)
     access, refresh = tokens.issue(user)
     tokens.prune_expired()
     db.session.commit()
     current_app.logger.info("ログイン成功: username=%s client=%s", safe(username), safe(client))
-    return _tokens_response(user, access, refresh)
+    return _tokens_response(user, access, refresh, devices.issue(user.username, device))
 
 
 @bp.post("/refresh")
