@@ -66,6 +66,8 @@ def _migrating(action, **kwargs) -> None:
     """Run a migration; a refusal (the API's role has no DDL rights) is an error, not a trace."""
     try:
         action(directory=MIGRATIONS_DIR, **kwargs)
+    except RuntimeError as exc:  # a migration that refuses the data it finds says why and what to do
+        raise click.ClickException(f"migration failed: {exc}") from None
     except DBAPIError as exc:
         if isinstance(exc, OperationalError | InterfaceError):
             raise
@@ -84,7 +86,7 @@ def init_db_command():
 
 def _add_user(username: str, password: str) -> User:
     try:
-        check_username({"username": username})
+        username = check_username({"username": username})
         check_password({"password": password})
         return create_user(username, password)
     except ApiError as exc:
@@ -107,7 +109,7 @@ def create_user_command(username: str, password: str):
 @database_command
 def create_demo_user_command(as_json: bool):
     """Create the manual's demo account demo_user / demo_password, if missing."""
-    exists = db.session.scalar(select(User).where(User.username == DEMO_USERNAME)) is not None
+    exists = db.session.scalar(select(User).where(User.named(DEMO_USERNAME))) is not None
     if not exists:
         # Past the password rules on purpose: the manual documents this password, and the
         # account exists only where an operator asked for it (demos, smoke tests).

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, String, Text
+from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
 
 # The limits the database enforces too come from the API's declarations (schemas.py), which
 # also write these rows as JSON (schemas.User, schemas.Task).
-from .schemas import TASK_PRIORITIES, TASK_STATUSES, TITLE_MAX, USERNAME_MAX
+from .schemas import TASK_PRIORITIES, TASK_STATUSES, TITLE_MAX, USERNAME_MAX, fold_name
 
 
 def utcnow() -> datetime:
@@ -34,6 +34,14 @@ class User(db.Model):
     token_version: Mapped[int] = mapped_column(default=0, server_default="0")
 
     tasks: Mapped[list[Task]] = relationship(back_populates="user", cascade="all, delete-orphan", passive_deletes=True)
+
+    # One account per name whatever its case (migration 0005); names are stored folded since.
+    __table_args__ = (Index("uq_users_username_lower", func.lower(username), unique=True),)
+
+    @classmethod
+    def named(cls, name: str):
+        """The condition that finds an account by its folded name (older rows may hold capitals)."""
+        return func.lower(cls.username) == fold_name(name)
 
 
 def completed_at_after(status: str, was_status: str | None, was_completed_at: datetime | None) -> datetime | None:

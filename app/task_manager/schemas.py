@@ -148,6 +148,11 @@ class Rule:
         return json_schema
 
 
+def fold_name(value: str) -> str:
+    """A username as it is stored and compared (users.username's index holds lower(username))."""
+    return unicodedata.normalize("NFKC", value).lower()
+
+
 @dataclass(frozen=True)
 class Text(Rule):
     """A string. In this order: CR LF and CR become LF (lines), no refused character
@@ -163,10 +168,15 @@ class Text(Rule):
     message: str | None = None
     verb: str = "指定"  # 入力 for what a person types on the board (title, description)
     description: str | None = None
+    # Names compared as a person reads them: NFKC (full-width ａｌｉｃｅ, as a Japanese IME
+    # may type it, is alice) and case-folded, so that alice and Alice are one account.
+    fold: bool = False
 
     def check(self, value: Any, nullable: bool) -> str:
         if not isinstance(value, str):
             raise fault("文字列または null で指定してください" if nullable else "文字列で指定してください")
+        if self.fold:
+            value = fold_name(value)
         if self.lines:
             value = value.replace("\r\n", "\n").replace("\r", "\n")
         if self.printable:
@@ -326,12 +336,13 @@ class Query(BaseModel):
 
 
 Username = Annotated[str, Text(
-    min_length=USERNAME_MIN, max_length=USERNAME_MAX, pattern=r"[A-Za-z0-9_.-]+", printable=False,
+    min_length=USERNAME_MIN, max_length=USERNAME_MAX, pattern=r"[a-z0-9_.-]+", printable=False, fold=True,
     message=f"{USERNAME_MIN}〜{USERNAME_MAX}文字の英数字と _ . - で指定してください",
+    description="Compared without case (stored in lower case, full-width letters as their ASCII)",
 )]
 # Sign-in has no format rules (older accounts keep their names), but refuses what could
-# never be a username and would only pollute the logs.
-SignInName = Annotated[str, Text(min_length=1, max_length=USERNAME_MAX)]
+# never be a username and would only pollute the logs. Folded as registration folds.
+SignInName = Annotated[str, Text(min_length=1, max_length=USERNAME_MAX, fold=True)]
 NewPassword = Annotated[str, Password(new=True)]
 Title = Annotated[str, Text(min_length=1, max_length=TITLE_MAX, strip=True, verb="入力")]
 Description = Annotated[str | None, Text(max_length=DESCRIPTION_MAX, lines=True, verb="入力")]
@@ -504,8 +515,8 @@ class Tokens(Reply):
     token_type: Literal["Bearer"]
     expires_in: int
     user: User
-    device_token: str = Field(default=None, json_schema_extra=_without_default, description=(
-        "Sign-in only: keep it on this device and send it with the next sign-in to this account"))
+    device_token: str | None = Field(default=None, description=(
+        "Sign-in only (null otherwise): keep it on this device and send it with the next sign-in to this account"))
 
 
 class Deleted(Reply):

@@ -234,3 +234,43 @@ def test_the_token_check_names_the_user_by_id_and_handlers_read_the_record(api, 
         db.session.execute(db.update(User).values(username="alice2"))
         db.session.commit()
     assert api.get("/api/auth/me").get_json()["user"]["username"] == "alice2"
+
+
+def test_a_name_is_one_account_whatever_its_case_or_width(app, client):
+    assert register(client, "Alice").get_json()["user"]["username"] == "alice"  # stored folded
+    for other in ("alice", "ALICE", "ＡＬＩＣＥ"):  # the last as a Japanese IME types it, full width
+        taken = register(client, other)
+        assert taken.status_code == 409 and taken.get_json()["error"] == "username_taken"
+    for typed in ("alice", "Alice", "ａｌｉｃｅ"):
+        assert login(client, typed).status_code == 200
+    with app.app_context():
+        assert db.session.scalars(db.select(User.username)).all() == ["alice"]
+
+
+def test_an_older_account_with_capitals_signs_in_by_any_case_and_keeps_its_name(app, client):
+    with app.app_context():
+        register(client, "placeholder")
+        db.session.execute(db.update(User).values(username="Bob"))  # as a release before 0005 stored it
+        db.session.commit()
+    answer = login(client, "bob")
+    assert answer.status_code == 200 and answer.get_json()["user"]["username"] == "Bob"
+    assert register(client, "BOB").status_code == 409
+
+
+def test_the_migration_stops_on_names_that_differ_only_in_case_and_changes_nothing(app, runner):
+    assert runner.invoke(args=["migrate", "--to", "0004"]).exit_code == 0
+    with app.app_context():
+        for name in ("carol", "Carol", "dave"):
+            db.session.add(User(username=name, password_hash="x"))
+        db.session.commit()
+    result = runner.invoke(args=["migrate"])
+    assert result.exit_code != 0
+    assert "usernames that differ only in case: Carol, carol" in result.output
+    assert "Traceback" not in result.output
+    with app.app_context():
+        assert db.session.execute(db.text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+        db.session.execute(db.update(User).where(User.username == "Carol").values(username="carol2"))
+        db.session.commit()
+    assert runner.invoke(args=["migrate"]).exit_code == 0
+    with app.app_context():
+        assert db.session.execute(db.text("SELECT version_num FROM alembic_version")).scalar() == "0005"

@@ -81,7 +81,7 @@ def register():
         raise _too_many(f"登録の試行が多すぎます。{wait}秒後に再試行してください", wait)
     throttle.record_registration(client)
     db.session.commit()
-    if db.session.scalar(db.select(User.id).where(User.username == username)) is not None:
+    if db.session.scalar(db.select(User.id).where(User.named(username))) is not None:
         raise ApiError(409, "username_taken", "このユーザー名は既に使われています", field="username")
     user = create_user(username, password)
     current_app.logger.info("ユーザー登録: username=%s client=%s", safe(username), safe(client))
@@ -106,7 +106,7 @@ def login():
     # A device that signed in to this account before is held to its own failures alone.
     device = devices.trusted(data.device_token, username)
     _login_wait_or_raise(username, client, "", device)
-    user = db.session.scalar(db.select(User).where(User.username == username))
+    user = db.session.scalar(db.select(User).where(User.named(username)))
     if user is None or not check_password_hash(user.password_hash, password):
         if user is None:
             check_password_hash(_DUMMY_HASH, password)
@@ -120,7 +120,7 @@ def login():
     tokens.prune_expired()
     db.session.commit()
     current_app.logger.info("ログイン成功: username=%s client=%s", safe(username), safe(client))
-    return _tokens_response(user, access, refresh, devices.issue(user.username, device))
+    return _tokens_response(user, access, refresh, devices.issue(username, device))
 
 
 @bp.post("/refresh")
