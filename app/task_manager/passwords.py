@@ -1,4 +1,7 @@
-"""Common passwords, refused when an account is created or a password is changed.
+"""Weak passwords, refused when an account is created or a password is changed: the common
+ones on the app's own list, and any that zxcvbn (Dropbox's estimator, its maintained Python
+port) rates below MIN_SCORE: repeats (aaaaaaaaaaaa), sequences (123456789012), keyboard
+walks, dictionary words and their doubling (passwordpassword), dates, the username itself.
 
 The list ships inside the package (common-passwords.txt, package data beside this module:
 a data/ folder would look like an undeclared package to setuptools), made by
@@ -23,3 +26,17 @@ def common_passwords() -> frozenset[str]:
 
 def is_common(password: str) -> bool:
     return password.lower() in common_passwords()
+
+
+# zxcvbn's scores: 0 and 1 fall to an online or throttled guesser, 2 to an offline one with a
+# slow hash like ours given time; 3 ("safely unguessable: moderate protection from an offline
+# slow-hash scenario") is where its authors draw the line for a new password.
+MIN_SCORE = 3
+# zxcvbn's time grows with the length; what it would find lies in the first characters.
+ESTIMATED_LENGTH = 100
+
+
+def is_guessable(password: str, user_inputs: tuple[str, ...] = ()) -> bool:
+    from zxcvbn import zxcvbn  # noqa: PLC0415  (its lists load on first use: most workers never need them)
+
+    return zxcvbn(password[:ESTIMATED_LENGTH], user_inputs=list(user_inputs))["score"] < MIN_SCORE

@@ -222,6 +222,10 @@ class Text(Rule):
         return NO_CONTROL
 
 
+GUESSABLE = ("推測されやすいパスワードです（同じ文字の繰り返し、連番、単語、ユーザー名など）。"
+             "推測されにくいものにしてください")
+
+
 @dataclass(frozen=True)
 class Password(Rule):
     """A password. new: one fit for an account (the length and the common-password rules);
@@ -240,6 +244,8 @@ class Password(Rule):
                 raise fault(f"{PASSWORD_MIN}文字以上で指定してください")
             if passwords.is_common(value):
                 raise fault("よく使われているパスワードです。推測されにくいものにしてください")
+            if passwords.is_guessable(value):
+                raise fault(GUESSABLE)
         return value
 
     def keywords(self) -> dict:
@@ -248,7 +254,8 @@ class Password(Rule):
     def describe(self) -> str | None:
         if self.new:
             return (f"At least {PASSWORD_MIN} characters; common passwords (the list the app ships, "
-                    "compared case-insensitively) are refused")
+                    "compared case-insensitively) and any zxcvbn rates below 3 of 4 (repeats, sequences, "
+                    "words, the username) are refused")
         return self.description
 
 

@@ -137,6 +137,25 @@ def test_common_password_list_ships_with_the_package():
     assert not passwords.is_common(PASSWORD)
 
 
+@pytest.mark.parametrize("weak", ["aaaaaaaaaaaa", "123456789012", "passwordpassword", "qwertyuiopasdf",
+                                  "abcdefghijklmn", "iloveyouiloveyou"])
+def test_repeats_sequences_and_words_are_refused_with_a_reason(client, weak):
+    response = register(client, "alice", weak)
+    assert response.status_code == 400
+    body = response.get_json()
+    assert body["field"] == "password" and "推測されやすいパスワードです" in body["message"]
+
+
+def test_a_password_made_of_the_username_is_refused_at_registration_and_change(client):
+    response = register(client, "tanaka_hanako", "tanaka_hanako2024")
+    assert response.status_code == 400 and "推測されやすい" in response.get_json()["message"]
+    assert register(client, "tanaka_hanako").status_code == 201
+    token = login(client, "tanaka_hanako").get_json()["access_token"]
+    change = client.post("/api/auth/password", headers={"Authorization": f"Bearer {token}"},
+                         json={"current_password": PASSWORD, "new_password": "tanaka_hanako!!"})
+    assert change.status_code == 400 and change.get_json()["field"] == "new_password"
+
+
 def test_common_password_list_is_the_generated_one():
     """The shipped list is zxcvbn's, as scripts/update-common-passwords.py writes it."""
     import subprocess

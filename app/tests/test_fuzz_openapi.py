@@ -48,7 +48,8 @@ def _tokens(url: str) -> dict:
 def _schemathesis(url: str, token: str, report: Path, *filters: str) -> subprocess.CompletedProcess:
     exe = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or "schemathesis"
     command = [
-        exe, "run", f"{url}/api/openapi.json", "--checks", CHECKS, "--max-examples", MAX_EXAMPLES,
+        exe, "--config-file", str(Path(__file__).with_name("schemathesis.toml")),
+        "run", f"{url}/api/openapi.json", "--checks", CHECKS, "--max-examples", MAX_EXAMPLES,
         "--header", f"Authorization: Bearer {token}", "--seed", "20241227", "--workers", "1",
         "--phases", "examples,coverage,fuzzing", "--no-color", "--suppress-health-check", "all",
         "--report", "junit", "--report-junit-path", str(report), *filters,

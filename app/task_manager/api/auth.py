@@ -10,7 +10,7 @@ from jwt import ExpiredSignatureError
 from sqlalchemy.exc import IntegrityError
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from .. import devices, metrics, proxy, schemas, throttle, tokens, validation
+from .. import devices, metrics, passwords, proxy, schemas, throttle, tokens, validation
 from ..errors import ApiError
 from ..extensions import db
 from ..logging_setup import safe
@@ -81,6 +81,8 @@ def register():
         raise _too_many(f"登録の試行が多すぎます。{wait}秒後に再試行してください", wait)
     throttle.record_registration(client)
     db.session.commit()
+    if passwords.is_guessable(password, (username,)):  # the rule's own check, with the name beside it
+        raise validation.invalid("password", schemas.GUESSABLE)
     if db.session.scalar(db.select(User.id).where(User.named(username))) is not None:
         raise ApiError(409, "username_taken", "このユーザー名は既に使われています", field="username")
     user = create_user(username, password)
@@ -199,6 +201,8 @@ def change_password():
                        field="current_password")
     if new == current:
         raise validation.invalid("new_password", "現在のパスワードとは違うものにしてください")
+    if passwords.is_guessable(new, (user.username,)):
+        raise validation.invalid("new_password", schemas.GUESSABLE)
     user.password_hash = hash_password(new)
     throttle.clear_login_failures(user.username, client)
     # Whoever else holds a token (perhaps the reason for the change) is signed out.
