@@ -7,16 +7,19 @@ BIN := $(VENV)/bin
 export PATH := $(abspath $(BIN)):$(PATH)
 export ANSIBLE_CONFIG := $(abspath ansible.cfg)
 
-.PHONY: help venv system-deps lint runbook lock checks test test-app test-fuzz test-browser test-release test-rules clean
+.PHONY: help venv system-deps lint runbook lock lock-dev checks test test-app test-fuzz test-browser test-release test-rules clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
+# Every file the venv gets from an index is hash-checked: the app's set, then the tools' set
+# (Ansible, Mitogen, the linters: what holds the vault), then the app itself from ./app.
 $(VENV)/.installed: requirements-dev.txt app/requirements.txt app/pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet --require-hashes -r app/requirements.txt
-	$(BIN)/pip install --quiet -r requirements-dev.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements-dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e ./app
 	touch $@
 
 venv: $(VENV)/.installed  ## create .venv with the app and every test tool
@@ -51,6 +54,17 @@ lock: venv  ## rewrite app/requirements.txt with every file's sha256, keeping th
 	  "# then make test, commit. Releases are refused at build time when pip-audit knows a" \
 	  "# vulnerability in this set (roles/app_release, app_release_audit_*)."; \
 	  cat app/requirements.txt; } > app/.requirements.txt.new && mv app/.requirements.txt.new app/requirements.txt
+
+lock-dev: venv  ## rewrite requirements-dev.txt from requirements-dev.in with every file's sha256 (UPGRADE=ruff bumps one)
+	env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_INDEX_URL -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null \
+	  $(BIN)/pip-compile --quiet --no-header --generate-hashes --allow-unsafe --strip-extras \
+	  --index-url $(LOCK_INDEX) --no-emit-index-url --no-emit-find-links \
+	  $(if $(UPGRADE),--upgrade-package $(UPGRADE)) --output-file requirements-dev.txt requirements-dev.in
+	{ printf '%s\n' \
+	  "# The test command's tools on the control node (Ansible, Mitogen, Molecule, the linters), with" \
+	  "# the sha256 of every file PyPI holds for each pin: make venv installs them with --require-hashes." \
+	  "# Generated from requirements-dev.in by pip-compile (make lock-dev); do not edit by hand."; \
+	  cat requirements-dev.txt; } > .requirements-dev.txt.new && mv .requirements-dev.txt.new requirements-dev.txt
 
 test-app: venv  ## API tests, each on a real SQLite file and on PostgreSQL 15 (a throwaway cluster the tests start), with coverage (>= 90 %) and the schemathesis run on both
 	@test -x /usr/lib/postgresql/15/bin/initdb || { echo "test-app needs PostgreSQL 15: apt-get install postgresql (make system-deps)" >&2; exit 1; }

@@ -10,6 +10,7 @@ flask before 99.0), served by scripts/osv-mirror.py on 127.0.0.1, so this runs o
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -156,6 +157,15 @@ def test_a_release_with_the_same_pins_takes_the_wheelhouse_checked_for_the_last_
     revision_dir = Path(first.stdout.strip()).parent
     assert wheels_in(revision_dir / "r1.tar.gz") == wheels_in(revision_dir / "r2.tar.gz")
     assert len(wheels_in(revision_dir / "r2.tar.gz")) > 10
+    # Each release's sha256 beside it, checked as roles/app_release checks a cached one.
+    recorded = (revision_dir / "r2.tar.gz.sha256").read_text().split()
+    assert recorded == [hashlib.sha256((revision_dir / "r2.tar.gz").read_bytes()).hexdigest(), "r2.tar.gz"]
+    check = ["sha256sum", "--check", "--strict", "r2.tar.gz.sha256"]
+    assert subprocess.run(check, cwd=revision_dir, capture_output=True, check=False).returncode == 0
+    with (revision_dir / "r2.tar.gz").open("ab") as tarball:
+        tarball.write(b"\0")  # the cached file changed after it was built
+    refused = subprocess.run(check, cwd=revision_dir, capture_output=True, text=True, check=False)
+    assert refused.returncode == 1 and "FAILED" in refused.stdout
 
 
 def test_pins_whose_hashes_match_no_file_are_refused_and_nothing_is_kept(source_repo, tmp_path):

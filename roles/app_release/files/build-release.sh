@@ -62,5 +62,10 @@ record = {
 open(path, "w").write(json.dumps(record, indent=2) + "\n")
 PY
 tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$commit_time" -C "$work/pkg" -czf "$out/.$release.tar.gz" .
+# Its sha256 beside it, written last (its presence says the release is whole): a cached release
+# is reused only while it still matches (roles/app_release checks it on the control node, and
+# again on the host before unpacking it).
+(cd "$out" && sha256sum ".$release.tar.gz" | sed "s/  \.$release/  $release/" > ".$release.tar.gz.sha256")
 mv "$out/.$release.tar.gz" "$out/$release.tar.gz"
+mv "$out/.$release.tar.gz.sha256" "$out/$release.tar.gz.sha256"
 echo "$out/$release.tar.gz"
