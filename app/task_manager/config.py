@@ -30,7 +30,7 @@ MIN_SECRET_LENGTH = 32
 POSITIVE_NUMBERS = (
     "JWT_ACCESS_TOKEN_MINUTES", "JWT_REFRESH_TOKEN_DAYS", "TASKS_MAX_PER_PAGE", "TASKS_MAX_PER_USER",
     "LOGIN_FAILURE_WINDOW_SECONDS", "LOGIN_BACKOFF_BASE_SECONDS", "LOGIN_BACKOFF_MAX_SECONDS",
-    "REGISTER_MAX_PER_CLIENT", "REGISTER_WINDOW_SECONDS", "LOGIN_DEVICE_DAYS",
+    "REGISTER_MAX_PER_CLIENT", "REGISTER_MAX_PER_NETWORK", "REGISTER_WINDOW_SECONDS", "LOGIN_DEVICE_DAYS",
 )
 # The PostgreSQL connection pool (per gunicorn worker): whole numbers above 0.
 POSITIVE_INTEGERS = ("DATABASE_POOL_SIZE", "DATABASE_POOL_TIMEOUT_SECONDS", "DATABASE_CONNECT_TIMEOUT_SECONDS")
@@ -91,6 +91,8 @@ def defaults() -> dict:
         "LOGIN_BACKOFF_MAX_SECONDS": 15 * 60,
         # Registrations per client address inside the window (each costs a scrypt hash).
         "REGISTER_MAX_PER_CLIENT": 20,
+        # ...and per IPv6 /48 (a site's allocation: 65,536 /64s), inside the same window.
+        "REGISTER_MAX_PER_NETWORK": 60,
         "REGISTER_WINDOW_SECONDS": 3600,
         "SQLITE_BUSY_TIMEOUT_MS": 5000,
         "RELEASE_INFO_FILE": None,

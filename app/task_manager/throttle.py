@@ -20,7 +20,9 @@ to the pair, client and account keys. A success clears its pair and its device k
 
 Registrations are counted per client ('register:<client>')
 and refused over a plain limit inside a window. A client is its IP address; an IPv6
-client is its /64, the block one subscriber usually holds.
+client is its /64, the block one subscriber usually holds. An IPv6 client's registrations
+are also counted per /48 ('register:<net>/48'), a site's usual allocation, under a larger
+limit: whoever holds a /48 has 65,536 /64s to register from one after another.
 """
 
 from __future__ import annotations
@@ -72,6 +74,26 @@ def _device(device: str) -> str:
 
 def _register(client: str | None) -> str:
     return f"register:{client_key(client)}"[:KEY_MAX]
+
+
+def network_key(address: str | None) -> str | None:
+    """An IPv6 client's /48, or None for an IPv4 (or unknown) one."""
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return None
+    if ip.version != 6 or ip.ipv4_mapped is not None:
+        return None
+    return str(ipaddress.IPv6Network((int(ip) >> 80 << 80, 48)))
+
+
+def _register_keys(client: str | None) -> list[tuple[str, int]]:
+    cfg = current_app.config
+    keys = [(_register(client), int(cfg["REGISTER_MAX_PER_CLIENT"]))]
+    network = network_key(client)
+    if network:
+        keys.append((f"register:{network}"[:KEY_MAX], int(cfg["REGISTER_MAX_PER_NETWORK"])))
+    return keys
 
 
 def _seconds(delta: timedelta) -> int | None:
@@ -138,22 +160,25 @@ def register_retry_after(client: str | None) -> int | None:
     cfg = current_app.config
     now = utcnow()
     window = timedelta(seconds=cfg["REGISTER_WINDOW_SECONDS"])
-    limit = int(cfg["REGISTER_MAX_PER_CLIENT"])
-    key = _register(client)
-    # The registration that leaves the window soonest among the newest `limit` frees a place.
-    oldest_counted = db.session.scalars(
-        select(LoginFailure.failed_at)
-        .where(LoginFailure.key == key, LoginFailure.failed_at > now - window)
-        .order_by(LoginFailure.failed_at.desc())
-        .offset(limit - 1)
-        .limit(1)
-    ).first()
-    return None if oldest_counted is None else _seconds(oldest_counted + window - now)
+    wait = timedelta(0)
+    for key, limit in _register_keys(client):
+        # The registration that leaves the window soonest among the newest `limit` frees a place.
+        oldest_counted = db.session.scalars(
+            select(LoginFailure.failed_at)
+            .where(LoginFailure.key == key, LoginFailure.failed_at > now - window)
+            .order_by(LoginFailure.failed_at.desc())
+            .offset(limit - 1)
+            .limit(1)
+        ).first()
+        if oldest_counted is not None:
+            wait = max(wait, oldest_counted + window - now)
+    return _seconds(wait)
 
 
 def record_registration(client: str | None) -> None:
     now = utcnow()
-    db.session.add(LoginFailure(key=_register(client), failed_at=now))
+    for key, _ in _register_keys(client):
+        db.session.add(LoginFailure(key=key, failed_at=now))
     _prune(now)
 
 

@@ -219,3 +219,21 @@ def test_a_device_token_is_trusted_only_for_its_own_account_and_its_own_failures
         app.config["LOGIN_DEVICE_DAYS"] = 1 / 86400  # a second: the token, two seconds old, has expired
         time.sleep(2.1)
         assert devices.trusted(alices, "alice") is None
+
+
+def test_registrations_from_one_ipv6_48_are_limited_across_its_64s(app_with):
+    app = app_with(REGISTER_MAX_PER_CLIENT=2, REGISTER_MAX_PER_NETWORK=3, REGISTER_WINDOW_SECONDS=3600)
+    client = app.test_client()
+    # A new /64 for each account, all in 2001:db8:7::/48, as one who holds the /48 would.
+    for n in range(3):
+        assert register(client, f"user{n}", environ={"REMOTE_ADDR": f"2001:db8:7:{n}::1"}).status_code == 201
+    refused = register(client, "user3", environ={"REMOTE_ADDR": "2001:db8:7:99::1"})
+    assert refused.status_code == 429 and 3590 <= int(refused.headers["Retry-After"]) <= 3600
+    assert register(client, "user3", environ={"REMOTE_ADDR": "2001:db8:8::1"}).status_code == 201  # another /48
+    assert register(client, "user4", environ=HOME).status_code == 201  # IPv4 has no /48
+
+
+@pytest.mark.parametrize(("address", "network"), [("2001:db8:1:2:3::4", "2001:db8:1::/48"),
+                                                 ("::ffff:192.0.2.1", None), ("192.0.2.1", None), (None, None)])
+def test_an_ipv6_client_belongs_to_its_48(address, network):
+    assert throttle.network_key(address) == network
