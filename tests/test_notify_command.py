@@ -4,14 +4,21 @@ journalctl (no systemd here)."""
 
 from __future__ import annotations
 
+import datetime
 import http.server
+import ipaddress
 import json
 import socketserver
+import ssl
 import threading
 from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from conftest import NOTIFY_SCRIPT, load_script
 
@@ -44,15 +51,19 @@ def webhook():
 
 
 class Mails(socketserver.StreamRequestHandler):
-    """Just enough SMTP to take one message (no STARTTLS: the tests turn it off)."""
+    """Just enough SMTP to take one message, with STARTTLS when the test gives it a certificate."""
 
     got: ClassVar[list] = []
+    tls: ClassVar[ssl.SSLContext | None] = None
 
     def reply(self, line: str) -> None:
         self.wfile.write(line.encode() + b"\r\n")
 
     def handle(self):
         self.reply("220 test")
+        self.session(offer_tls=self.tls is not None)
+
+    def session(self, offer_tls: bool) -> None:
         data = False
         lines = []
         for raw in self.rfile:
@@ -71,14 +82,23 @@ class Mails(socketserver.StreamRequestHandler):
                 self.reply("221 bye")
                 return
             elif line.upper().startswith("EHLO"):
-                self.reply("250 test")
+                self.reply("250-test\r\n250 STARTTLS" if offer_tls else "250 test")
+            elif line.upper().startswith("STARTTLS") and offer_tls:
+                self.reply("220 go ahead")
+                try:
+                    self.request = self.tls.wrap_socket(self.request, server_side=True)
+                except (ssl.SSLError, OSError):
+                    return  # the client refused the certificate
+                self.rfile, self.wfile = self.request.makefile("rb"), self.request.makefile("wb", buffering=0)
+                self.session(offer_tls=False)  # the session again, inside TLS
+                return
             else:
                 self.reply("250 ok")
 
 
 @pytest.fixture
 def smtp():
-    Mails.got = []
+    Mails.got, Mails.tls = [], None
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Mails)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"127.0.0.1:{server.server_address[1]}", Mails
@@ -144,3 +164,40 @@ def test_missing_settings_or_a_wrong_call_fail(host, capsys, monkeypatch, tmp_pa
     assert notify.main(["task-manager-check"]) == 1
     assert "cannot read the settings" in capsys.readouterr().err
     assert notify.main([]) == 2
+
+
+def relay_certificate(directory: Path) -> tuple[Path, Path]:
+    """A CA of the test's own and a certificate it signed for 127.0.0.1: (ca.pem, chain with key)."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test relay CA")])
+    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
+          .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay")]))
+            .issuer_name(ca_name).public_key(key.public_key()).serial_number(2)
+            .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    ca_file, chain = directory / "ca.pem", directory / "relay.pem"
+    ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    chain.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return ca_file, chain
+
+
+def test_starttls_checks_the_relays_certificate(host, smtp, tmp_path, capsys):
+    relay, mails = smtp
+    ca_file, chain = relay_certificate(tmp_path)
+    mails.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    mails.tls.load_cert_chain(chain)
+    # Signed by a CA the system does not know: refused, the notice said lost, nothing sent in clear.
+    host(email_to="ops@example.org", email_from="tm@example.org", smarthost=relay)
+    assert notify.main(["task-manager-check"]) == 1
+    assert "CERTIFICATE_VERIFY_FAILED" in capsys.readouterr().err and mails.got == []
+    # With that CA named in the settings: delivered, inside TLS.
+    host(email_to="ops@example.org", email_from="tm@example.org", smarthost=relay, ca_file=str(ca_file))
+    assert notify.main(["task-manager-check"]) == 0
+    assert len(mails.got) == 1 and "To: ops@example.org" in mails.got[0]
