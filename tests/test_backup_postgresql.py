@@ -269,7 +269,7 @@ def test_what_the_migrations_make_is_what_a_dump_may_hold(host, capsys):
     assert {(kind, name.replace(",", ", ")) for kind, name in routines} == backup.MIGRATION_ROUTINES
     status, out, err = run(capsys, "create")
     assert status == 0, err
-    assert json.loads(out)["schema_revision"] == "0005"
+    assert json.loads(out)["schema_revision"] == "0006"
     assert run(capsys, "restore", "latest")[0] == 0
 
 

@@ -31,9 +31,13 @@ POSITIVE_NUMBERS = (
     "JWT_ACCESS_TOKEN_MINUTES", "JWT_REFRESH_TOKEN_DAYS", "TASKS_MAX_PER_PAGE", "TASKS_MAX_PER_USER",
     "LOGIN_FAILURE_WINDOW_SECONDS", "LOGIN_BACKOFF_BASE_SECONDS", "LOGIN_BACKOFF_MAX_SECONDS",
     "REGISTER_MAX_PER_CLIENT", "REGISTER_MAX_PER_NETWORK", "REGISTER_WINDOW_SECONDS", "LOGIN_DEVICE_DAYS",
+    "DATABASE_LIMIT_MB",
 )
-# The PostgreSQL connection pool (per gunicorn worker): whole numbers above 0.
-POSITIVE_INTEGERS = ("DATABASE_POOL_SIZE", "DATABASE_POOL_TIMEOUT_SECONDS", "DATABASE_CONNECT_TIMEOUT_SECONDS")
+# The PostgreSQL connection pool (per gunicorn worker), and the storage quota's terms: whole numbers above 0.
+POSITIVE_INTEGERS = ("DATABASE_POOL_SIZE", "DATABASE_POOL_TIMEOUT_SECONDS", "DATABASE_CONNECT_TIMEOUT_SECONDS",
+                     "STORAGE_QUOTA_BYTES", "STORAGE_EXPECTED_USERS")
+# What a task's row, its indexes and the WAL take on disk, as a multiple of its text.
+STORAGE_OVERHEAD = 4
 ENGINES = ("sqlite", "postgresql")
 # The driver for postgresql:// URLs: psycopg 3 (pure Python, on the host's libpq5).
 PG_DRIVER = "postgresql+psycopg"
@@ -72,6 +76,13 @@ def defaults() -> dict:
         # A ceiling on one account's tasks, so one account cannot fill the disk. Far above
         # what a person keeps (the benchmarks seed 100,000 tasks by SQL, never through the API).
         "TASKS_MAX_PER_USER": 100_000,
+        # The text one account's tasks may hold (titles and descriptions, UTF-8 bytes), so one
+        # account cannot fill the disk. Unset: the manual's database limit shared by the users
+        # the deployment expects, each task's row, indexes and WAL taking about STORAGE_OVERHEAD
+        # times its text: 100 MB / (50 x 4) = 512 KiB, some 3,000 tasks of ordinary length.
+        "STORAGE_QUOTA_BYTES": None,
+        "DATABASE_LIMIT_MB": 100,
+        "STORAGE_EXPECTED_USERS": 50,
         # Failed logins slow down instead of locking: after the free failures, each further
         # failure doubles the wait before the next try (base, 2 x base, 4 x base ... up to the
         # cap). Counted per (account, client), so someone else's guesses never hold up the
@@ -217,6 +228,9 @@ def _derive(app: Flask) -> None:
         cfg["CORS_ORIGINS"] = [o.strip() for o in cfg["CORS_ORIGINS"].split(",") if o.strip()]
     if cfg["ENV_NAME"] == "development" and not cfg["CORS_ORIGINS"]:
         cfg["CORS_ORIGINS"] = ["http://localhost:8080", "http://127.0.0.1:8080"]
+    users, limit_mb = cfg["STORAGE_EXPECTED_USERS"], cfg["DATABASE_LIMIT_MB"]
+    if cfg["STORAGE_QUOTA_BYTES"] is None and _whole(users) and users > 0 and _number(limit_mb) and limit_mb > 0:
+        cfg["STORAGE_QUOTA_BYTES"] = int(limit_mb * 1024 * 1024 / (users * STORAGE_OVERHEAD))
     cfg["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(minutes=float(cfg["JWT_ACCESS_TOKEN_MINUTES"]))
     cfg["JWT_REFRESH_TOKEN_EXPIRES"] = timedelta(days=float(cfg["JWT_REFRESH_TOKEN_DAYS"]))
     app.json.ensure_ascii = False
@@ -249,6 +263,10 @@ def _validate(app: Flask) -> None:
         if not _whole(cfg[key]) or cfg[key] < 0:
             raise ConfigError(f"{key} must be a whole number, 0 or more, not {cfg[key]!r}")
     _validate_database(cfg)
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _whole(value) -> bool:

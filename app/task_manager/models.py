@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import CheckConstraint, Date, DateTime, ForeignKey, Index, String, Text, func
+from sqlalchemy import BigInteger, CheckConstraint, Date, DateTime, ForeignKey, Index, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .extensions import db
@@ -92,6 +92,17 @@ class TaskCount(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     status: Mapped[str] = mapped_column(String(16), primary_key=True)
     tasks: Mapped[int]
+
+
+class TaskBytes(db.Model):
+    """How many bytes of text (titles, descriptions, UTF-8) a user's tasks hold: kept by
+    triggers on `tasks`, never written by the API (task_bytes.py); read by the storage quota."""
+
+    __tablename__ = "task_bytes"
+    __table_args__ = (CheckConstraint("bytes > 0", name="bytes"), {"info": {"derived": True}})
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    bytes: Mapped[int] = mapped_column(BigInteger)
 
 
 class RevokedToken(db.Model):

@@ -7,14 +7,13 @@ them right, the API and the manual's own SQL alike (the 90-day purge is a DELETE
 exists only while its count is above zero: the rows are a function of `tasks` alone,
 which lets a copy to another engine be compared table by table (dbcopy).
 
-SQLite loses a table's triggers when a migration rebuilds it (Alembic's batch mode copies
-and renames, which a later release's DROP COLUMN does): `ensure()`, run after every
-migration, puts them back and counts again when one was missing.
+The triggers are made, checked and made again as every table the database keeps from
+`tasks` is (derived.py).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, inspect, text
+from .derived import Derived
 
 TABLE = "task_counts"
 
@@ -93,41 +92,6 @@ RECOUNT = (
 )
 
 
-def create(conn: Connection) -> None:
-    """The triggers, then the rows counted from the tasks as they are (a migration's step)."""
-    for statement in POSTGRESQL if conn.dialect.name == "postgresql" else SQLITE.values():
-        conn.exec_driver_sql(statement)
-    for statement in RECOUNT:
-        conn.exec_driver_sql(statement)
-
-
-def drop(conn: Connection) -> None:
-    if conn.dialect.name == "postgresql":
-        for statement in POSTGRESQL_DROP:
-            conn.exec_driver_sql(statement)
-    else:
-        for name in SQLITE:
-            conn.exec_driver_sql(f"DROP TRIGGER IF EXISTS {name}")
-
-
-def missing_triggers(conn: Connection) -> list[str]:
-    if conn.dialect.name == "postgresql":
-        present = set(conn.execute(
-            text("SELECT tgname FROM pg_trigger WHERE tgrelid = 'tasks'::regclass AND NOT tgisinternal")
-        ).scalars())
-        return [name for name in POSTGRESQL_TRIGGERS if name not in present]
-    present = set(conn.execute(
-        text("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'tasks'")
-    ).scalars())
-    return [name for name in SQLITE if name not in present]
-
-
-def ensure(conn: Connection) -> list[str]:
-    """After any migration: where the table exists and a trigger is gone, every trigger is
-    made again and the rows counted again. Returns the triggers that were missing."""
-    if not inspect(conn).has_table(TABLE):
-        return []  # a schema from before the counts: nothing to keep
-    missing = missing_triggers(conn)
-    if missing:
-        create(conn)
-    return missing
+KEPT = Derived(TABLE, POSTGRESQL, POSTGRESQL_DROP, POSTGRESQL_TRIGGERS, SQLITE,
+               {"postgresql": RECOUNT, "sqlite": RECOUNT})
+create, drop, missing_triggers, ensure = KEPT.create, KEPT.drop, KEPT.missing_triggers, KEPT.ensure

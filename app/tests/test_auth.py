@@ -292,4 +292,4 @@ def test_the_migration_stops_on_names_that_differ_only_in_case_and_changes_nothi
         db.session.commit()
     assert runner.invoke(args=["migrate"]).exit_code == 0
     with app.app_context():
-        assert db.session.execute(db.text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert db.session.execute(db.text("SELECT version_num FROM alembic_version")).scalar() == "0006"

@@ -20,7 +20,7 @@ def test_init_db_is_idempotent(runner):
     first = runner.invoke(args=["init-db"])
     second = runner.invoke(args=["init-db"])
     assert first.exit_code == second.exit_code == 0
-    assert "revision 0005" in second.output
+    assert "revision 0006" in second.output
 
 
 def test_create_user_then_login(runner, client):
@@ -176,7 +176,7 @@ def _json(runner, *args) -> dict:
 
 def test_schema_reports_the_revision_and_the_heads(runner):
     schema = _json(runner, "schema")
-    assert schema["current"] == schema["heads"][0] == "0005"
+    assert schema["current"] == schema["heads"][0] == "0006"
     assert schema["at_head"] is True
 
 
@@ -186,6 +186,7 @@ def test_schema_reads_another_releases_migrations(runner, tmp_path):
     site = tmp_path / "v0" / "venv" / "lib" / python / "site-packages"
     target = site / "task_manager" / "migrations"
     shutil.copytree(MIGRATIONS_DIR, target)
+    (target / "versions" / "0006_task_bytes.py").unlink()
     (target / "versions" / "0005_usernames_without_case.py").unlink()
     (target / "versions" / "0004_task_counts.py").unlink()
     assert _json(runner, "schema", "--migrations-of", str(tmp_path / "v0"))["heads"] == ["0003"]
@@ -194,10 +195,10 @@ def test_schema_reads_another_releases_migrations(runner, tmp_path):
 
 
 def test_migrate_down_and_up_says_what_changed(runner):
-    assert _json(runner, "migrate", "--to", "0002") == {"from": "0005", "to": "0002", "changed": True}
+    assert _json(runner, "migrate", "--to", "0002") == {"from": "0006", "to": "0002", "changed": True}
     assert _json(runner, "migrate", "--to", "0002") == {"from": "0002", "to": "0002", "changed": False}
-    assert _json(runner, "migrate") == {"from": "0002", "to": "0005", "changed": True}
-    assert _json(runner, "migrate") == {"from": "0005", "to": "0005", "changed": False}
+    assert _json(runner, "migrate") == {"from": "0002", "to": "0006", "changed": True}
+    assert _json(runner, "migrate") == {"from": "0006", "to": "0006", "changed": False}
 
 
 def test_migrate_refuses_an_unknown_revision(runner):

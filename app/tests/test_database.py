@@ -140,7 +140,7 @@ def test_migrations_run_from_empty_and_back(app):
         upgrade(directory=MIGRATIONS_DIR)
         db.engine.dispose()
         assert TABLES | {"alembic_version"} <= _tables()
-        assert db.session.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert db.session.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
         assert _diff() == []
         db.session.remove()
         downgrade(directory=MIGRATIONS_DIR, revision="base")

@@ -14,7 +14,7 @@ def test_health_reports_the_manuals_json(client, engine):
     assert body["message"] == "タスク管理API は正常に動作中です"
     assert body["version"] == __version__
     assert body["checks"] == {"database": "ok"}
-    assert body["schema_revision"] == "0005"
+    assert body["schema_revision"] == "0006"
     assert body["engine"] == engine
 
 

@@ -53,8 +53,8 @@ def test_the_api_role_works_with_rows_but_cannot_change_the_schema(app, api):
 
 
 def test_migrations_run_as_the_owner(app, runner):
-    assert _json(runner.invoke(args=["migrate", "--to", "0002"])) == {"from": "0005", "to": "0002", "changed": True}
-    assert _json(runner.invoke(args=["migrate"])) == {"from": "0002", "to": "0005", "changed": True}
+    assert _json(runner.invoke(args=["migrate", "--to", "0002"])) == {"from": "0006", "to": "0002", "changed": True}
+    assert _json(runner.invoke(args=["migrate"])) == {"from": "0002", "to": "0006", "changed": True}
     with app.app_context():
         owners = db.session.execute(text(
             "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'")).scalars().all()
@@ -67,7 +67,7 @@ def test_without_the_owners_url_migrating_fails_cleanly(app_with):
     assert result.exit_code == 1
     assert "migration failed" in result.output and "MIGRATION_DATABASE_URL" in result.output
     assert "Traceback" not in result.output
-    assert _json(app.test_cli_runner().invoke(args=["schema"]))["current"] == "0005"  # rolled back whole
+    assert _json(app.test_cli_runner().invoke(args=["schema"]))["current"] == "0006"  # rolled back whole
 
 
 # ---- A PostgreSQL restart: 503 while it is down, and back by itself ----
@@ -173,11 +173,11 @@ def test_a_connection_closed_before_a_read_on_the_driver_is_a_503_then_replaced(
 def test_check_db_checks_the_revision_and_every_table(app, runner, pg_cluster):
     report = _json(runner.invoke(args=["check-db", "--json"]))
     assert report["engine"] == "postgresql" and report["ok"] is True and report["problems"] == []
-    assert report["revision"] == "0005" and report["heads"] == ["0005"]
+    assert report["revision"] == "0006" and report["heads"] == ["0006"]
     assert set(report["tables"]) == {t.name for t in db.metadata.sorted_tables}
     runner.invoke(args=["migrate", "--to", "0002"])
     behind = runner.invoke(args=["check-db"])
-    assert behind.exit_code == 1 and "at revision 0002, not at head 0005" in behind.output
+    assert behind.exit_code == 1 and "at revision 0002, not at head 0006" in behind.output
     runner.invoke(args=["migrate"])
     pg_cluster.sql(f"REVOKE SELECT ON tasks FROM {API}", database=_database(app))  # noqa: S608  (a constant)
     unreadable = runner.invoke(args=["check-db", "--json"])
@@ -331,4 +331,4 @@ def test_two_hosts_migrating_at_once_take_turns(tmp_path, new_database, pg_clust
         answers = [host.communicate(timeout=120) for host in hosts]
     for host, (out, err) in zip(hosts, answers, strict=True):
         assert host.returncode == 0, err
-        assert json.loads(out.strip().splitlines()[-1])["to"] == "0005"
+        assert json.loads(out.strip().splitlines()[-1])["to"] == "0006"

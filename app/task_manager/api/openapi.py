@@ -91,6 +91,7 @@ COMMON_ERRORS = {
 AUTH_ERRORS = {"401": _error("Missing, malformed, expired or revoked token"), **COMMON_ERRORS}
 TASK_BODY_ERRORS = {"400": _error("Invalid JSON or field (the field is named)"), **AUTH_ERRORS}
 NOT_YOURS = {"404": _error("No such task of yours")}
+STORAGE_QUOTA = {"403": _error("The task's text would take the account past its storage quota (STORAGE_QUOTA_BYTES)")}
 # The path's task id is Flask's int converter, no field of a body.
 TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
 BEARER = [{"bearerAuth": []}]
@@ -229,7 +230,8 @@ def document() -> dict:
                     "security": BEARER,
                     "requestBody": _body(schemas.TaskCreate),
                     "responses": {"201": _json(schemas.Task, "Created"),
-                                  "403": _error("The account holds the most tasks allowed (TASKS_MAX_PER_USER)"),
+                                  "403": _error("The account holds the most tasks allowed (TASKS_MAX_PER_USER), "
+                                                "or their text would pass its storage quota (STORAGE_QUOTA_BYTES)"),
                                   **TASK_BODY_ERRORS},
                 },
                 "delete": {
@@ -254,13 +256,15 @@ def document() -> dict:
                     "summary": "Replace a task (omitted fields return to their defaults)",
                     "security": BEARER,
                     "requestBody": _body(schemas.TaskCreate),
-                    "responses": {"200": _json(schemas.Task, "Replaced"), **NOT_YOURS, **TASK_BODY_ERRORS},
+                    "responses": {"200": _json(schemas.Task, "Replaced"), **NOT_YOURS, **STORAGE_QUOTA,
+                                  **TASK_BODY_ERRORS},
                 },
                 "patch": {
                     "summary": "Change some fields of a task",
                     "security": BEARER,
                     "requestBody": _body(schemas.TaskPatch),
-                    "responses": {"200": _json(schemas.Task, "Updated"), **NOT_YOURS, **TASK_BODY_ERRORS},
+                    "responses": {"200": _json(schemas.Task, "Updated"), **NOT_YOURS, **STORAGE_QUOTA,
+                                  **TASK_BODY_ERRORS},
                 },
                 "delete": {
                     "summary": "Delete a task",

@@ -12,7 +12,7 @@ from sqlalchemy import BigInteger, Integer, String, bindparam, case, delete, fun
 from .. import driver_reads, metrics, schemas, validation
 from ..errors import ApiError
 from ..extensions import db
-from ..models import TASK_STATUSES, Task, completed_at_after
+from ..models import TASK_STATUSES, Task, TaskBytes, completed_at_after
 from ..verified_tokens import access_token_required
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
@@ -167,11 +167,36 @@ def _check_quota() -> None:
         )
 
 
+# The most text one task can hold, in bytes: every character of a title and a description
+# may take four in UTF-8. While the account's tasks could not reach the quota even at that
+# size, the quota needs no reading.
+MAX_TASK_BYTES = (schemas.TITLE_MAX + schemas.DESCRIPTION_MAX) * 4
+_HELD_BYTES = select(TaskBytes.bytes).where(TaskBytes.user_id == bindparam("user_id", type_=Integer))
+
+
+def _size(title: str, description: str | None) -> int:
+    return len(title.encode()) + (len(description.encode()) if description else 0)
+
+
+def _check_storage(growth: int) -> None:
+    """Refuse a write that would take the caller's text past the storage quota (bytes)."""
+    quota = current_app.config["STORAGE_QUOTA_BYTES"]
+    if growth <= 0 or (sum(_counts().values()) + 1) * MAX_TASK_BYTES <= quota:
+        return
+    held = driver_reads.read(_rows(), _HELD_BYTES, {"user_id": current_user.id})
+    if (held[0][0] if held else 0) + growth > quota:
+        raise ApiError(
+            403, "storage_quota_reached",
+            f"保存できる容量 ({quota // 1024} KB) を超えます。不要なタスクや長い説明を削除してから保存してください",
+        )
+
+
 @bp.post("")
 @access_token_required
 def create_task():
     values = validation.body(schemas.TaskCreate).model_dump()
     _check_quota()
+    _check_storage(_size(values["title"], values["description"]))
     values["user_id"] = current_user.id
     values["completed_at"] = completed_at_after(values["status"], None, None)
     row = _rows().execute(_INSERT, values).one()
@@ -211,6 +236,9 @@ def update_task(task_id: int):
     # Only what differs is written, as the ORM did: a request that changes nothing leaves the
     # row, and its updated_at, as they were.
     changes = {name: value for name, value in fields.items() if value != was[name]}
+    if "title" in changes or "description" in changes:
+        after = {**was, **changes}
+        _check_storage(_size(after["title"], after["description"]) - _size(was["title"], was["description"]))
     if changes:
         row = _rows().execute(_UPDATE_OWN, {**changes, **_own(task_id)}).first()
         if row is None:  # deleted by another request since it was read

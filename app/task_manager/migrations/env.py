@@ -11,7 +11,7 @@ from alembic import context
 from flask import current_app
 from sqlalchemy import text
 
-from task_manager import task_counts
+from task_manager import task_bytes, task_counts
 from task_manager.extensions import MIGRATION_LOCK, migration_engine
 
 config = context.config
@@ -47,9 +47,10 @@ def run_migrations_online():
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
             context.run_migrations()
             # A migration that rebuilt `tasks` (SQLite's batch mode) took its triggers along.
-            missing = task_counts.ensure(connection)
-            if missing:
-                logger.info("Triggers %s made again and the task counts recounted.", ", ".join(missing))
+            for kept, what in ((task_counts, "task counts"), (task_bytes, "task bytes")):
+                missing = kept.ensure(connection)
+                if missing:
+                    logger.info("Triggers %s made again and the %s filled again.", ", ".join(missing), what)
         # SQLite's migrations run in a transaction each (no transactional DDL): the step above
         # ran in one of its own, begun by SQLAlchemy, which only a commit keeps.
         if connection.in_transaction():

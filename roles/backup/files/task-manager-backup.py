@@ -705,8 +705,8 @@ def as_owner(config: dict, dbname: str, autocommit: bool = True):
 
 # What a dump of the task manager's database may hold: the kinds of object its migrations
 # make, all owned by the schema owner, and among routines and triggers only those the
-# migrations make (app/task_manager/task_counts.py; tests/test_backup_postgresql.py holds
-# the two lists together). Anything else (a function of the owner's own, an extension, a
+# migrations make (app/task_manager/task_counts.py and task_bytes.py;
+# tests/test_backup_postgresql.py holds the two lists together). Anything else (a function of the owner's own, an extension, a
 # view, a rule, an event trigger) is refused before the dump is loaded anywhere.
 DUMP_KINDS = frozenset({
     "TABLE", "TABLE DATA", "SEQUENCE", "SEQUENCE OWNED BY", "SEQUENCE SET", "DEFAULT", "INDEX",
@@ -716,6 +716,8 @@ MIGRATION_ROUTINES = frozenset({
     ("FUNCTION", "task_counts_add(integer, character varying, integer)"),
     ("FUNCTION", "task_counts_follow()"),
     ("TRIGGER", "tasks task_counts_follow"),
+    ("FUNCTION", "task_bytes_follow()"),
+    ("TRIGGER", "tasks task_bytes_follow"),
 })
 # pg_restore --list: "<id>; <catalog> <oid> <KIND> <schema> <name> <owner>", KIND of one or
 # more upper-case words; the schema is "-" for objects outside one.

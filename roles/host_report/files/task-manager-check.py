@@ -591,7 +591,7 @@ def write_whole(path: Path, text: str) -> None:
         info = directory.lstat()
         if info.st_uid != 0 or info.st_mode & 0o022 or not stat.S_ISDIR(info.st_mode):
             raise CheckError(f"not writing {path} as root: another account can write {directory} "
-                             "(make it root's alone: deploy.yml does)")
+                             "(run the check as that account, as the figures' unit does)")
     fd, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
