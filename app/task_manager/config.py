@@ -35,7 +35,7 @@ POSITIVE_NUMBERS = (
 )
 # The PostgreSQL connection pool (per gunicorn worker), and the storage quota's terms: whole numbers above 0.
 POSITIVE_INTEGERS = ("DATABASE_POOL_SIZE", "DATABASE_POOL_TIMEOUT_SECONDS", "DATABASE_CONNECT_TIMEOUT_SECONDS",
-                     "STORAGE_QUOTA_BYTES", "STORAGE_EXPECTED_USERS")
+                     "STORAGE_QUOTA_BYTES", "STORAGE_EXPECTED_USERS", "TASK_WRITES_PER_MINUTE")
 # What a task's row, its indexes and the WAL take on disk, as a multiple of its text.
 STORAGE_OVERHEAD = 4
 ENGINES = ("sqlite", "postgresql")
@@ -83,6 +83,9 @@ def defaults() -> dict:
         "STORAGE_QUOTA_BYTES": None,
         "DATABASE_LIMIT_MB": 100,
         "STORAGE_EXPECTED_USERS": 50,
+        # Task writes (create, edit, delete) one account may make in a minute: 20 a second,
+        # far past a person at a keyboard, a bound on a script churning the database.
+        "TASK_WRITES_PER_MINUTE": 1200,
         # Failed logins slow down instead of locking: after the free failures, each further
         # failure doubles the wait before the next try (base, 2 x base, 4 x base ... up to the
         # cap). Counted per (account, client), so someone else's guesses never hold up the

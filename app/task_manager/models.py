@@ -105,6 +105,17 @@ class TaskBytes(db.Model):
     bytes: Mapped[int] = mapped_column(BigInteger)
 
 
+class WriteCount(db.Model):
+    """How many task writes a user made in the current minute (api/tasks.py): one row a
+    user, with the minute's number since the epoch it counts, by one upsert a write."""
+
+    __tablename__ = "write_counts"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    minute: Mapped[int] = mapped_column(BigInteger)
+    writes: Mapped[int]
+
+
 class RevokedToken(db.Model):
     """JWT blocklist. Kept in the database so that revocation survives restarts and
     holds across every gunicorn worker."""

@@ -86,3 +86,23 @@ def test_a_lost_trigger_is_made_again_and_the_bytes_summed_again(app, api):
         assert task_bytes.missing_triggers(conn) == []
     kept, summed = _kept_and_summed(app)
     assert kept == summed == [(kept[0][0], 14)]
+
+
+def test_task_writes_are_limited_per_account_and_minute(app_with):
+    app = app_with(TASK_WRITES_PER_MINUTE=3)
+    client = app.test_client()
+    alice, bob = Api(client, "alice"), Api(client, "bob")
+    first = alice.task(title="one")
+    alice.patch(f"/api/tasks/{first['id']}", json={"status": "completed"})
+    assert alice.delete(f"/api/tasks/{first['id']}").status_code == 204
+    refused = alice.post("/api/tasks", json={"title": "four"})
+    assert refused.status_code == 429 and refused.get_json()["error"] == "too_many_writes"
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert "1分あたり3回まで" in refused.get_json()["message"]
+    assert alice.get("/api/tasks").status_code == 200  # reads are not writes
+    assert bob.task(title="bob's own")["title"] == "bob's own"  # another account is not held up
+    with app.app_context():  # the next minute
+        db.session.execute(text("UPDATE write_counts SET minute = minute - 1"))
+        db.session.commit()
+        db.session.remove()
+    assert alice.post("/api/tasks", json={"title": "four"}).status_code == 201

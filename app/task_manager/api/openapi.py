@@ -92,6 +92,8 @@ AUTH_ERRORS = {"401": _error("Missing, malformed, expired or revoked token"), **
 TASK_BODY_ERRORS = {"400": _error("Invalid JSON or field (the field is named)"), **AUTH_ERRORS}
 NOT_YOURS = {"404": _error("No such task of yours")}
 STORAGE_QUOTA = {"403": _error("The task's text would take the account past its storage quota (STORAGE_QUOTA_BYTES)")}
+TOO_MANY_WRITES = {"429": _error("The account's task writes this minute passed TASK_WRITES_PER_MINUTE; retry after the "
+                                 "given seconds", RETRY_AFTER)}
 # The path's task id is Flask's int converter, no field of a body.
 TASK_ID = {"name": "task_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0}}
 BEARER = [{"bearerAuth": []}]
@@ -232,7 +234,7 @@ def document() -> dict:
                     "responses": {"201": _json(schemas.Task, "Created"),
                                   "403": _error("The account holds the most tasks allowed (TASKS_MAX_PER_USER), "
                                                 "or their text would pass its storage quota (STORAGE_QUOTA_BYTES)"),
-                                  **TASK_BODY_ERRORS},
+                                  **TOO_MANY_WRITES, **TASK_BODY_ERRORS},
                 },
                 "delete": {
                     "summary": "Delete all completed tasks of the caller",
@@ -241,6 +243,7 @@ def document() -> dict:
                     "responses": {
                         "200": _json(schemas.Deleted, "Deleted"),
                         "400": _error("status=completed is required"),
+                        **TOO_MANY_WRITES,
                         **AUTH_ERRORS,
                     },
                 },
@@ -257,19 +260,19 @@ def document() -> dict:
                     "security": BEARER,
                     "requestBody": _body(schemas.TaskCreate),
                     "responses": {"200": _json(schemas.Task, "Replaced"), **NOT_YOURS, **STORAGE_QUOTA,
-                                  **TASK_BODY_ERRORS},
+                                  **TOO_MANY_WRITES, **TASK_BODY_ERRORS},
                 },
                 "patch": {
                     "summary": "Change some fields of a task",
                     "security": BEARER,
                     "requestBody": _body(schemas.TaskPatch),
                     "responses": {"200": _json(schemas.Task, "Updated"), **NOT_YOURS, **STORAGE_QUOTA,
-                                  **TASK_BODY_ERRORS},
+                                  **TOO_MANY_WRITES, **TASK_BODY_ERRORS},
                 },
                 "delete": {
                     "summary": "Delete a task",
                     "security": BEARER,
-                    "responses": {"204": {"description": "Deleted"}, **NOT_YOURS, **AUTH_ERRORS},
+                    "responses": {"204": {"description": "Deleted"}, **NOT_YOURS, **TOO_MANY_WRITES, **AUTH_ERRORS},
                 },
             },
             "/api/openapi.json": {

@@ -4,10 +4,12 @@ and what goes out is declared in schemas.py."""
 from __future__ import annotations
 
 import functools
+import math
+import time
 
 from flask import Blueprint, current_app, request
 from flask_jwt_extended import current_user
-from sqlalchemy import BigInteger, Integer, String, bindparam, case, delete, func, insert, or_, select, update
+from sqlalchemy import BigInteger, Integer, String, bindparam, case, delete, func, insert, or_, select, text, update
 
 from .. import driver_reads, metrics, schemas, validation
 from ..errors import ApiError
@@ -178,6 +180,28 @@ def _size(title: str, description: str | None) -> int:
     return len(title.encode()) + (len(description.encode()) if description else 0)
 
 
+# One statement a write: the caller's count in this minute, started again in a new one.
+_COUNT_WRITE = text(
+    "INSERT INTO write_counts (user_id, minute, writes) VALUES (:user_id, :minute, 1) "
+    "ON CONFLICT (user_id) DO UPDATE SET "
+    "writes = CASE WHEN write_counts.minute = excluded.minute THEN write_counts.writes + 1 ELSE 1 END, "
+    "minute = excluded.minute RETURNING writes"
+)
+
+
+def _count_write() -> None:
+    """Refuse a task write past TASK_WRITES_PER_MINUTE for the caller (429, Retry-After): one
+    account scripted to write cannot churn the database; a person never comes near it."""
+    now = time.time()
+    writes = _rows().execute(_COUNT_WRITE, {"user_id": current_user.id, "minute": int(now // 60)}).scalar_one()
+    limit = current_app.config["TASK_WRITES_PER_MINUTE"]
+    if writes > limit:
+        wait = max(1, math.ceil(60 - now % 60))
+        raise ApiError(429, "too_many_writes",
+                       f"書き込みが多すぎます (1分あたり{limit}回まで)。{wait}秒後に再試行してください",
+                       headers={"Retry-After": str(wait)})
+
+
 def _check_storage(growth: int) -> None:
     """Refuse a write that would take the caller's text past the storage quota (bytes)."""
     quota = current_app.config["STORAGE_QUOTA_BYTES"]
@@ -195,6 +219,7 @@ def _check_storage(growth: int) -> None:
 @access_token_required
 def create_task():
     values = validation.body(schemas.TaskCreate).model_dump()
+    _count_write()
     _check_quota()
     _check_storage(_size(values["title"], values["description"]))
     values["user_id"] = current_user.id
@@ -212,6 +237,7 @@ def create_task():
 def delete_completed():
     """Clear completed tasks in one request (the board's 'clear completed')."""
     validation.query(schemas.ClearQuery)
+    _count_write()
     deleted = Task.query.filter(Task.user_id == current_user.id, Task.status == "completed").delete()
     db.session.commit()
     return schemas.reply(schemas.Deleted, {"deleted": deleted})
@@ -236,6 +262,8 @@ def update_task(task_id: int):
     # Only what differs is written, as the ORM did: a request that changes nothing leaves the
     # row, and its updated_at, as they were.
     changes = {name: value for name, value in fields.items() if value != was[name]}
+    if changes:
+        _count_write()
     if "title" in changes or "description" in changes:
         after = {**was, **changes}
         _check_storage(_size(after["title"], after["description"]) - _size(was["title"], was["description"]))
@@ -252,6 +280,7 @@ def update_task(task_id: int):
 @bp.delete("/<int:task_id>")
 @access_token_required
 def delete_task(task_id: int):
+    _count_write()
     if _rows().execute(_DELETE_OWN, _own(task_id)).rowcount == 0:
         raise _not_found()
     _rows().commit()
