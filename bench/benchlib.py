@@ -222,10 +222,11 @@ def inventory() -> Path:
         # /api/auth/ would measure itself instead of sign-in.
         "          web_auth_rate: 100000r/s\n          web_auth_burst: 100000\n"
         # Likewise the API's per-address limits on failed sign-ins and registrations, and the
-        # storage quota: the bench's account holds 100,000 seeded tasks and writes more.
+        # account's: the bench's account holds 100,000 seeded tasks and writes more, as fast
+        # as the API takes them.
         "          app_service_extra_env:\n"
         "            {LOGIN_FREE_FAILURES_PER_CLIENT: 1000000, REGISTER_MAX_PER_CLIENT: 1000000,\n"
-        "             STORAGE_QUOTA_BYTES: 100000000000}\n")
+        "             STORAGE_QUOTA_BYTES: 100000000000, TASK_WRITES_PER_MINUTE: 100000000}\n")
     app_hosts = [HOST_NAME, *([APP2_HOST_NAME] if CLUSTER else [])]
     hosts = directory / "hosts.yml"
     hosts.write_text(
