@@ -242,3 +242,33 @@ def test_judge_names_every_breach_of_the_db_host():
             "connections_percent": 80.0, "disk_percent": 80.0, "backup_disk_percent": None,
             "newest_backup_age_hours": None}
     assert check.judge(kept, limits) == ["there is no backup"]  # at the limit is kept
+
+
+# The schema owner's trap for a superuser that queries inside the owner's database: a function
+# named as a catalog one, found first through a search_path the owner set on the database.
+TRAP = (
+    "CREATE FUNCTION public.pg_database_size(name) RETURNS bigint LANGUAGE plpgsql AS $$ BEGIN "  # noqa: S608
+    "IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN "
+    "EXECUTE 'ALTER ROLE " + OWNER + " SUPERUSER'; END IF; RETURN 0; END $$",
+    f"ALTER DATABASE {DB} SET search_path = public, pg_catalog",
+)
+
+
+def owner_is_superuser(cluster) -> bool:
+    return cluster.sql(f"SELECT rolsuper FROM pg_roles WHERE rolname = '{OWNER}'")[0][0]  # noqa: S608 (a constant)
+
+
+def test_the_owners_code_never_runs_as_the_superuser_that_measures(host, capsys):
+    host.cluster.sql(TRAP[0], database=DB, role=OWNER)
+    host.cluster.sql(TRAP[1], role=OWNER)
+    try:
+        status, doc, err = run(capsys)
+        assert status == 0 and doc["postgresql_error"] is None, err
+        assert doc["database_mb"] > 0  # the catalog's function answered, not the trap
+        assert not owner_is_superuser(host.cluster)
+        # The control: the same query as the check made it before, inside the owner's database.
+        host.cluster.sql(f"SELECT pg_database_size('{DB}'::name)", database=DB)
+        assert owner_is_superuser(host.cluster)
+    finally:
+        host.cluster.sql(f"ALTER ROLE {OWNER} NOSUPERUSER", f"ALTER DATABASE {DB} RESET search_path")
+        host.cluster.sql("DROP FUNCTION IF EXISTS public.pg_database_size(name)", database=DB)

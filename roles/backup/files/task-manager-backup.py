@@ -695,7 +695,8 @@ def pg_connect(dbname: str, autocommit: bool = True, role: str | None = None):
     reads, dumps or restores them."""
     import psycopg  # noqa: PLC0415  (Debian's python3-psycopg; only the db host needs it)
 
-    extra = {"user": role} if role else {}
+    # The superuser's own session sees pg_catalog alone, whatever a database's settings say.
+    extra = {"user": role} if role else {"options": "-c search_path=pg_catalog"}
     return psycopg.connect(dbname=dbname, autocommit=autocommit, connect_timeout=10, **extra)
 
 

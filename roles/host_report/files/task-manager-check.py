@@ -380,7 +380,11 @@ def postgresql_figures(config: dict) -> tuple[dict, str | None]:
     except ImportError as exc:
         raise CheckError("python3-psycopg is missing: the db host's check reads PostgreSQL through it") from exc
     try:
-        conn = psycopg.connect(dbname=config["db_name"], user="postgres", connect_timeout=10, autocommit=True)
+        # The maintenance database, never the task manager's own: every figure is the server's,
+        # and inside a database the schema owner controls (its search_path, its functions and
+        # operators) a superuser's query could run the owner's code with a superuser's rights.
+        conn = psycopg.connect(dbname="postgres", user="postgres", connect_timeout=10, autocommit=True,
+                               options="-c search_path=pg_catalog")
     except psycopg.Error as exc:
         return {}, f"does not accept connections: {one_line(exc)}"
     try:
