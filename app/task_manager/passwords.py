@@ -32,8 +32,9 @@ def is_common(password: str) -> bool:
 # slow hash like ours given time; 3 ("safely unguessable: moderate protection from an offline
 # slow-hash scenario") is where its authors draw the line for a new password.
 MIN_SCORE = 3
-# zxcvbn's time grows with the length; what it would find lies in the first characters.
-ESTIMATED_LENGTH = 100
+# zxcvbn's time grows with the length, and 4.5 refuses more than 72 characters (a ValueError):
+# what it would find lies in the first characters, and a longer password is longer still.
+ESTIMATED_LENGTH = 72
 
 
 def is_guessable(password: str, user_inputs: tuple[str, ...] = ()) -> bool:

@@ -523,7 +523,8 @@ class Tokens(Reply):
     expires_in: int
     user: User
     device_token: str | None = Field(default=None, description=(
-        "Sign-in only (null otherwise): keep it on this device and send it with the next sign-in to this account"))
+        "Sign-in and password change only (null otherwise): keep it on this device and send it with the next "
+        "sign-in to this account"))
 
 
 class Deleted(Reply):

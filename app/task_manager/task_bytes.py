@@ -1,4 +1,5 @@
-"""How many bytes of text (titles and descriptions, as UTF-8) each user's tasks hold, kept
+"""How many bytes each user's tasks hold (a row's own 200, TASK_ROW_BYTES, and its title and
+description as UTF-8), kept
 by the database itself: the storage quota (api/tasks.py) reads one row instead of summing
 the account's tasks on every write. A row exists only while the user holds a task (a title
 is never empty), so the rows are a function of `tasks` alone, as task_counts' are (dbcopy
@@ -12,8 +13,11 @@ from .derived import Derived
 
 TABLE = "task_bytes"
 
-# A task's size: octet_length on PostgreSQL, the length of the text as a BLOB on SQLite
-# (length() of text counts characters there). Written out in each statement: constant SQL.
+# A task's size: 200 for its row (ids, status, dates, an index entry or two: what a task of
+# one character still takes), then its text, octet_length on PostgreSQL, the length of the
+# text as a BLOB on SQLite (length() of text counts characters there). Written out in each
+# statement: constant SQL.
+TASK_ROW_BYTES = 200
 POSTGRESQL = (
     """
     CREATE OR REPLACE FUNCTION task_bytes_follow() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -21,13 +25,14 @@ POSTGRESQL = (
         IF TG_OP <> 'INSERT' THEN
             -- The row that would reach zero goes, never holding it (its CHECK is bytes > 0).
             DELETE FROM task_bytes WHERE user_id = OLD.user_id
-            AND bytes = octet_length(OLD.title) + coalesce(octet_length(OLD.description), 0);
-            UPDATE task_bytes SET bytes = bytes - (octet_length(OLD.title) + coalesce(octet_length(OLD.description), 0))
+            AND bytes = 200 + octet_length(OLD.title) + coalesce(octet_length(OLD.description), 0);
+            UPDATE task_bytes
+            SET bytes = bytes - (200 + octet_length(OLD.title) + coalesce(octet_length(OLD.description), 0))
             WHERE user_id = OLD.user_id;
         END IF;
         IF TG_OP <> 'DELETE' THEN
             INSERT INTO task_bytes (user_id, bytes)
-            VALUES (NEW.user_id, octet_length(NEW.title) + coalesce(octet_length(NEW.description), 0))
+            VALUES (NEW.user_id, 200 + octet_length(NEW.title) + coalesce(octet_length(NEW.description), 0))
             ON CONFLICT (user_id) DO UPDATE SET bytes = task_bytes.bytes + EXCLUDED.bytes;
         END IF;
         RETURN NULL;
@@ -46,15 +51,15 @@ POSTGRESQL_DROP = (
 
 _SQLITE_ADD = """
     INSERT INTO task_bytes (user_id, bytes)
-    VALUES (NEW.user_id, length(CAST(NEW.title AS BLOB)) + coalesce(length(CAST(NEW.description AS BLOB)), 0))
+    VALUES (NEW.user_id, 200 + length(CAST(NEW.title AS BLOB)) + coalesce(length(CAST(NEW.description AS BLOB)), 0))
     ON CONFLICT (user_id) DO UPDATE SET bytes = bytes + excluded.bytes;
 """
 # The row that would reach zero goes first, never holding it (its CHECK is bytes > 0).
 _SQLITE_REMOVE = """
     DELETE FROM task_bytes WHERE user_id = OLD.user_id
-    AND bytes = length(CAST(OLD.title AS BLOB)) + coalesce(length(CAST(OLD.description AS BLOB)), 0);
+    AND bytes = 200 + length(CAST(OLD.title AS BLOB)) + coalesce(length(CAST(OLD.description AS BLOB)), 0);
     UPDATE task_bytes
-    SET bytes = bytes - (length(CAST(OLD.title AS BLOB)) + coalesce(length(CAST(OLD.description AS BLOB)), 0))
+    SET bytes = bytes - (200 + length(CAST(OLD.title AS BLOB)) + coalesce(length(CAST(OLD.description AS BLOB)), 0))
     WHERE user_id = OLD.user_id;
 """
 SQLITE = {
@@ -74,10 +79,11 @@ SQLITE = {
 REFILL = {
     "postgresql": ("DELETE FROM task_bytes",
                    "INSERT INTO task_bytes (user_id, bytes) SELECT user_id, "
-                   "sum(octet_length(title) + coalesce(octet_length(description), 0)) FROM tasks GROUP BY user_id"),
+                   "sum(200 + octet_length(title) + coalesce(octet_length(description), 0)) "
+                   "FROM tasks GROUP BY user_id"),
     "sqlite": ("DELETE FROM task_bytes",
                "INSERT INTO task_bytes (user_id, bytes) SELECT user_id, "
-               "sum(length(CAST(title AS BLOB)) + coalesce(length(CAST(description AS BLOB)), 0)) "
+               "sum(200 + length(CAST(title AS BLOB)) + coalesce(length(CAST(description AS BLOB)), 0)) "
                "FROM tasks GROUP BY user_id"),
 }
 

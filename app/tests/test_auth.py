@@ -156,6 +156,14 @@ def test_a_password_made_of_the_username_is_refused_at_registration_and_change(c
     assert change.status_code == 400 and change.get_json()["field"] == "new_password"
 
 
+@pytest.mark.parametrize("length", [73, 256])
+def test_a_long_passphrase_is_taken(client, length):
+    phrase = ("correct horse battery staple 東京タワー " * 20)[:length]
+    assert len(phrase) == length
+    assert register(client, "longphrase", phrase).status_code == 201
+    assert login(client, "longphrase", phrase).status_code == 200
+
+
 def test_common_password_list_is_the_generated_one():
     """The shipped list is zxcvbn's, as scripts/update-common-passwords.py writes it."""
     import subprocess

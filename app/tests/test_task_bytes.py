@@ -9,9 +9,10 @@ from task_manager.extensions import db, migration_engine
 from tests.conftest import Api
 
 SUMMED = {
-    "sqlite": "SELECT user_id, sum(length(CAST(title AS BLOB)) + coalesce(length(CAST(description AS BLOB)), 0)) "
+    "sqlite": "SELECT user_id, "
+              "sum(200 + length(CAST(title AS BLOB)) + coalesce(length(CAST(description AS BLOB)), 0)) "
               "FROM tasks GROUP BY user_id ORDER BY user_id",
-    "postgresql": "SELECT user_id, sum(octet_length(title) + coalesce(octet_length(description), 0)) "
+    "postgresql": "SELECT user_id, sum(200 + octet_length(title) + coalesce(octet_length(description), 0)) "
                   "FROM tasks GROUP BY user_id ORDER BY user_id",
 }
 KEPT = "SELECT user_id, bytes FROM task_bytes ORDER BY user_id"
@@ -31,7 +32,7 @@ def test_bytes_follow_every_write(app, api, api_factory):
     bob.task(title="bob's")
     kept, summed = _kept_and_summed(app)
     assert kept == summed and len(kept) == 2, kept
-    assert kept[0][1] == sum(len(f"タスク{i}".encode()) + len(("説明" * i).encode()) for i in range(6))
+    assert kept[0][1] == sum(200 + len(f"タスク{i}".encode()) + len(("説明" * i).encode()) for i in range(6))
 
     api.patch(f"/api/tasks/{ids[0]}", json={"title": "a longer title than before"})
     api.patch(f"/api/tasks/{ids[1]}", json={"description": None})
@@ -50,22 +51,22 @@ def test_bytes_follow_every_write(app, api, api_factory):
 
 
 def test_a_write_past_the_quota_is_refused_and_one_that_shrinks_is_not(app_with):
-    app = app_with(STORAGE_QUOTA_BYTES=29_000)
+    app = app_with(STORAGE_QUOTA_BYTES=30_000)
     client = app.test_client()
     api = Api(client)
-    ids = [api.task(title=f"t{i}", description="x" * 4_000)["id"] for i in range(7)]  # 28,014 bytes
+    ids = [api.task(title=f"t{i}", description="x" * 4_000)["id"] for i in range(7)]  # 7 x 4,202 = 29,414
     refused = api.post("/api/tasks", json={"title": "one more", "description": "x" * 4_000})
     assert refused.status_code == 403
     body = refused.get_json()
-    assert body["error"] == "storage_quota_reached" and "28 KB" in body["message"]
-    assert api.post("/api/tasks", json={"title": "small"}).status_code == 201  # still room for this: 28,019
+    assert body["error"] == "storage_quota_reached" and "29 KB" in body["message"]
+    assert api.post("/api/tasks", json={"title": "small"}).status_code == 201  # still room for this: 29,619
     grown = api.patch(f"/api/tasks/{ids[0]}", json={"description": "x" * 5_000})
     assert grown.status_code == 403 and grown.get_json()["error"] == "storage_quota_reached"
     assert api.patch(f"/api/tasks/{ids[0]}", json={"description": "short"}).status_code == 200
     assert api.patch(f"/api/tasks/{ids[1]}", json={"status": "completed"}).status_code == 200
     assert api.post("/api/tasks", json={"title": "now it fits", "description": "x" * 3_000}).status_code == 201
     kept, summed = _kept_and_summed(app)
-    assert kept == summed and kept[0][1] <= 29_000
+    assert kept == summed and kept[0][1] <= 30_000
 
 
 def test_the_quota_is_derived_from_the_manuals_limit_and_the_expected_users(app_with):
@@ -85,7 +86,7 @@ def test_a_lost_trigger_is_made_again_and_the_bytes_summed_again(app, api):
         assert task_bytes.ensure(conn)
         assert task_bytes.missing_triggers(conn) == []
     kept, summed = _kept_and_summed(app)
-    assert kept == summed == [(kept[0][0], 14)]
+    assert kept == summed == [(kept[0][0], 214)]
 
 
 def test_task_writes_are_limited_per_account_and_minute(app_with):

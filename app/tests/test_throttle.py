@@ -8,7 +8,7 @@ import pytest
 
 from task_manager import devices, throttle
 from task_manager.extensions import db
-from task_manager.models import LoginFailure
+from task_manager.models import LoginFailure, User
 from tests.conftest import PASSWORD
 
 HOME = {"REMOTE_ADDR": "198.51.100.7"}
@@ -215,10 +215,44 @@ def test_a_device_token_is_trusted_only_for_its_own_account_and_its_own_failures
     assert device_login(client, alices, environ=OFFICE).status_code == 429
     assert login(client, environ=HOME).status_code == 200  # that device's failures are its own
     with app.app_context():
-        assert devices.trusted(alices, "alice") is not None
+        alice = db.session.scalar(db.select(User).where(User.username == "alice"))
+        assert devices.trusted(alices, alice) is not None
         app.config["LOGIN_DEVICE_DAYS"] = 1 / 86400  # a second: the token, two seconds old, has expired
         time.sleep(2.1)
-        assert devices.trusted(alices, "alice") is None
+        assert devices.trusted(alices, alice) is None
+
+
+def test_a_password_change_or_signing_out_everywhere_ends_every_device_tokens_trust(app_with):
+    app = app_with(LOGIN_FREE_FAILURES_PER_CLIENT=2, LOGIN_BACKOFF_BASE_SECONDS=60)
+    client = app.test_client()
+    register(client)
+    signed_in = login(client, environ=OFFICE).get_json()
+    old_token = signed_in["device_token"]
+    changed = client.post("/api/auth/password", environ_base=OFFICE,
+                          headers={"Authorization": f"Bearer {signed_in['access_token']}"},
+                          json={"current_password": PASSWORD, "new_password": "a-fresh-long-secret"})
+    assert changed.status_code == 200
+    new_token = changed.get_json()["device_token"]
+    for _ in range(2):
+        assert login(client, "carol", "whatever-pw", environ=OFFICE).status_code == 401
+    assert device_login(client, old_token, password="a-fresh-long-secret", environ=OFFICE).status_code == 429
+    answer = device_login(client, new_token, password="a-fresh-long-secret", environ=OFFICE)
+    assert answer.status_code == 200
+    client.post("/api/auth/logout-all", headers={"Authorization": f"Bearer {answer.get_json()['access_token']}"})
+    assert device_login(client, new_token, password="a-fresh-long-secret", environ=OFFICE).status_code == 429
+
+
+def test_others_failures_at_the_name_never_hold_up_the_signed_in_owners_password_change(app_with):
+    app = app_with(LOGIN_FREE_FAILURES_ACROSS_CLIENTS=3, LOGIN_BACKOFF_BASE_SECONDS=60)
+    client = app.test_client()
+    register(client)
+    token = login(client, environ=HOME).get_json()["access_token"]
+    for n in range(4):
+        login(client, password="wrong-password", environ={"REMOTE_ADDR": f"203.0.113.{n + 1}"})
+    assert login(client, environ={"REMOTE_ADDR": "203.0.113.99"}).status_code == 429  # a new device waits
+    changed = client.post("/api/auth/password", environ_base=HOME, headers={"Authorization": f"Bearer {token}"},
+                          json={"current_password": PASSWORD, "new_password": "a-fresh-long-secret"})
+    assert changed.status_code == 200
 
 
 def test_registrations_from_one_ipv6_48_are_limited_across_its_64s(app_with):

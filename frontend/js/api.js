@@ -44,14 +44,11 @@ export class Api {
   }
 
   async login(username, password) {
-    const devices = loadDevices();
+    const token = loadDevices()[deviceKey(username)];
     const credentials = { username, password };
-    if (typeof devices[username] === "string") credentials.device_token = devices[username];
+    if (typeof token === "string") credentials.device_token = token;
     const body = await this.request("POST", "/api/auth/login", credentials, { auth: false });
-    if (body.device_token) {
-      devices[username] = body.device_token;
-      localStorage.setItem(DEVICES_KEY, JSON.stringify(devices));
-    }
+    keepDevice(body);
     this.keep(body);
     return body.user;
   }
@@ -82,6 +79,7 @@ export class Api {
       current_password: currentPassword,
       new_password: newPassword,
     });
+    keepDevice(body); // the change ended every device token's trust but this new one
     this.keep(body);
     return body.user;
   }
@@ -216,6 +214,18 @@ function loadSession() {
   } catch {
     return null;
   }
+}
+
+// The name as the API compares it (NFKC, lower case): Alice and ａｌｉｃｅ are one account.
+function deviceKey(username) {
+  return String(username).normalize("NFKC").toLowerCase();
+}
+
+function keepDevice(body) {
+  if (!body.device_token || !body.user) return;
+  const devices = loadDevices();
+  devices[deviceKey(body.user.username)] = body.device_token;
+  localStorage.setItem(DEVICES_KEY, JSON.stringify(devices));
 }
 
 function loadDevices() {

@@ -105,10 +105,10 @@ def login():
     data = validation.body(schemas.Login)
     username, password = data.username, data.password
     client = _client()
-    # A device that signed in to this account before is held to its own failures alone.
-    device = devices.trusted(data.device_token, username)
-    _login_wait_or_raise(username, client, "", device)
     user = db.session.scalar(db.select(User).where(User.named(username)))
+    # A device that signed in to this account before is held to its own failures alone.
+    device = devices.trusted(data.device_token, user)
+    _login_wait_or_raise(username, client, "", device)
     if user is None or not check_password_hash(user.password_hash, password):
         if user is None:
             check_password_hash(_DUMMY_HASH, password)
@@ -122,7 +122,7 @@ def login():
     tokens.prune_expired()
     db.session.commit()
     current_app.logger.info("ログイン成功: username=%s client=%s", safe(username), safe(client))
-    return _tokens_response(user, access, refresh, devices.issue(username, device))
+    return _tokens_response(user, access, refresh, devices.issue(user, device))
 
 
 @bp.post("/refresh")
@@ -188,10 +188,12 @@ def change_password():
     current, new = data.current_password, data.new_password
     user = tokens.signed_in_user()
     client = _client()
-    # Guessing the current password with a stolen token is guessing a login: same throttle.
-    _login_wait_or_raise(user.username, client, "パスワード変更、")
+    # Guessing the current password with a stolen token is slowed, in a lane of the signed-in
+    # account's own: others' failures at its name or from its address never hold up its owner.
+    lane = f"signed-in:{user.id}"
+    _login_wait_or_raise(user.username, client, "パスワード変更、", lane)
     if not check_password_hash(user.password_hash, current):
-        throttle.record_login_failure(user.username, client)
+        throttle.record_login_failure(user.username, client, lane)
         db.session.commit()
         current_app.logger.warning(
             "認証失敗 (パスワード変更): username=%s client=%s", safe(user.username), safe(client)
@@ -204,13 +206,14 @@ def change_password():
     if passwords.is_guessable(new, (user.username,)):
         raise validation.invalid("new_password", schemas.GUESSABLE)
     user.password_hash = hash_password(new)
-    throttle.clear_login_failures(user.username, client)
-    # Whoever else holds a token (perhaps the reason for the change) is signed out.
+    throttle.clear_login_failures(user.username, client, lane)
+    # Whoever else holds a token (perhaps the reason for the change) is signed out, and every
+    # device token issued before is no longer trusted: this device gets a new one.
     tokens.sign_out_everywhere(user)
     access, refresh_token = tokens.issue(user)
     db.session.commit()
     current_app.logger.info("パスワード変更: username=%s client=%s", safe(user.username), safe(client))
-    return _tokens_response(user, access, refresh_token)
+    return _tokens_response(user, access, refresh_token, devices.issue(user))
 
 
 @bp.get("/me")

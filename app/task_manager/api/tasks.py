@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, request
 from flask_jwt_extended import current_user
 from sqlalchemy import BigInteger, Integer, String, bindparam, case, delete, func, insert, or_, select, text, update
 
-from .. import driver_reads, metrics, schemas, validation
+from .. import driver_reads, metrics, schemas, task_bytes, validation
 from ..errors import ApiError
 from ..extensions import db
 from ..models import TASK_STATUSES, Task, TaskBytes, completed_at_after
@@ -172,12 +172,13 @@ def _check_quota() -> None:
 # The most text one task can hold, in bytes: every character of a title and a description
 # may take four in UTF-8. While the account's tasks could not reach the quota even at that
 # size, the quota needs no reading.
-MAX_TASK_BYTES = (schemas.TITLE_MAX + schemas.DESCRIPTION_MAX) * 4
+MAX_TASK_BYTES = task_bytes.TASK_ROW_BYTES + (schemas.TITLE_MAX + schemas.DESCRIPTION_MAX) * 4
 _HELD_BYTES = select(TaskBytes.bytes).where(TaskBytes.user_id == bindparam("user_id", type_=Integer))
 
 
 def _size(title: str, description: str | None) -> int:
-    return len(title.encode()) + (len(description.encode()) if description else 0)
+    """What a task counts against the quota, as the database's triggers count it (task_bytes.py)."""
+    return task_bytes.TASK_ROW_BYTES + len(title.encode()) + (len(description.encode()) if description else 0)
 
 
 # One statement a write: the caller's count in this minute, started again in a new one.

@@ -707,8 +707,9 @@ def as_owner(config: dict, dbname: str, autocommit: bool = True):
 # What a dump of the task manager's database may hold: the kinds of object its migrations
 # make, all owned by the schema owner, and among routines and triggers only those the
 # migrations make (app/task_manager/task_counts.py and task_bytes.py;
-# tests/test_backup_postgresql.py holds the two lists together). Anything else (a function of the owner's own, an extension, a
-# view, a rule, an event trigger) is refused before the dump is loaded anywhere.
+# tests/test_backup_postgresql.py holds the two lists together). Anything else (a function of
+# the owner's own, an extension, a view, a rule, an event trigger) is refused before the dump
+# is loaded anywhere.
 DUMP_KINDS = frozenset({
     "TABLE", "TABLE DATA", "SEQUENCE", "SEQUENCE OWNED BY", "SEQUENCE SET", "DEFAULT", "INDEX",
     "CONSTRAINT", "FK CONSTRAINT", "ACL", "DEFAULT ACL", "FUNCTION", "TRIGGER", "COMMENT",
