@@ -730,3 +730,19 @@ def test_figures_that_cannot_be_written_never_fail_a_backup(host, db, capsys):
     made = create(capsys, "--kind", "daily")
     assert made["kind"] == "daily"
     assert "metrics not written" in (host.log_dir / "backup.log").read_text(encoding="utf-8")
+
+
+def test_links_planted_at_the_figures_names_are_replaced_never_followed(host, db, capsys):
+    """Whoever may write the figures' directory plants links at every name the command writes
+    there: the command's figures come out whole, and the links' target stays as it was."""
+    metrics = host.root / "metrics" / "task_manager_backup.prom"
+    metrics.parent.mkdir()
+    host.write_config(metrics_file=str(metrics))
+    target = host.root / "someone-elses"
+    target.write_text("untouched\n", encoding="utf-8")
+    for name in ("task_manager_backup.prom", "task_manager_backup.json", ".task_manager_backup.prom.tmp"):
+        (metrics.parent / name).symlink_to(target)
+    create(capsys, "--kind", "daily")
+    assert target.read_text(encoding="utf-8") == "untouched\n"
+    assert not metrics.is_symlink() and not metrics.with_suffix(".json").is_symlink()
+    assert backup_figures(metrics)[("task_manager_backup_last_run_failed", "daily")] == 0

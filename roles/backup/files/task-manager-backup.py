@@ -55,6 +55,7 @@ import argparse
 import concurrent.futures
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import gzip
 import hashlib
@@ -1105,7 +1106,7 @@ def record_run(config: dict, kind: str, started: float, manifest: dict | None) -
         return
     state_path = Path(path).with_suffix(".json")
     try:
-        state = json.loads(state_path.read_text(encoding="utf-8")) if state_path.exists() else {}
+        state = read_own_state(state_path)
         run = state.setdefault(kind, {})
         run.update(last_duration_seconds=round(time.time() - started, 3), last_run_failed=int(manifest is None))
         if manifest is not None:
@@ -1121,6 +1122,22 @@ def record_run(config: dict, kind: str, started: float, manifest: dict | None) -
     except (OSError, ValueError, KeyError) as exc:
         # The figures never fail a backup; the log says they are stale.
         log(config, f"metrics not written to {path}: {exc}")
+
+
+def read_own_state(path: Path) -> dict:
+    """The figures' state as this command left it: {} when there is none, or when a link
+    stands at its name (never followed; the write that follows replaces it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return {}
+        raise
+    with os.fdopen(fd, encoding="utf-8") as handle:
+        state = json.load(handle)
+    return state if isinstance(state, dict) else {}
 
 
 def write_public(path: Path, text: str) -> None:
