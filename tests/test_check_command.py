@@ -487,6 +487,29 @@ def test_an_app_host_of_a_postgresql_deployment_publishes_no_backup_limit(host, 
     assert ("task_manager_check_figure", "database_mb") not in figures
 
 
+def test_the_textfile_relays_the_offsite_figures_and_nothing_else_from_that_file(host, capsys):
+    """The off-host account writes its figures in its own directory; the figures' unit
+    relays its own metric family from there, not a line the account might add about others."""
+    relay = host.root / "offsite" / "offsite.prom"
+    relay.parent.mkdir()
+    relay.write_text('# HELP task_manager_offsite_last_run_failed 1: the last copy or check failed\n'
+                     '# TYPE task_manager_offsite_last_run_failed gauge\n'
+                     'task_manager_offsite_last_run_failed{what="copy"} 1\n'
+                     'task_manager_check_breaches 0\n', encoding="utf-8")
+    (host.root / "backup.json").write_text(json.dumps({**host.config, "offsite_metrics_file": str(relay)}),
+                                           encoding="utf-8")
+    textfile = host.root / "task_manager_check.prom"
+    status, doc, err = run(capsys, host, "--no-record", "--textfile", str(textfile))
+    assert status == 0, err
+    samples = [(s.name, s.labels.get("what"), s.value) for family in
+               text_string_to_metric_families(textfile.read_text(encoding="utf-8")) for s in family.samples]
+    assert ("task_manager_offsite_last_run_failed", "copy", 1.0) in samples
+    assert [v for name, _, v in samples if name == "task_manager_check_breaches"] == [len(doc["breaches"])]
+    relay.unlink()  # no copy made yet: the check's own figures, nothing relayed
+    assert run(capsys, host, "--no-record", "--textfile", str(textfile))[0] == 0
+    assert "task_manager_offsite" not in textfile.read_text(encoding="utf-8")
+
+
 def test_a_textfile_that_cannot_be_written_fails_the_check(host, capsys):
     status, _, err = run(capsys, host, "--textfile", str(host.root / "no-such-dir" / "x.prom"))
     assert status == 1

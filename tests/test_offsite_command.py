@@ -5,6 +5,7 @@ restored by the backup command."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -41,14 +42,18 @@ class Host:
             "keep_min": 2, "retention_days": {"default": 30, "monthly": 365}, "config_paths": [],
             "encrypt": False, "encryption_key_file": str(root / "backup.key"),
         }
+        self.state_dir = root / "offsite-state"
+        self.state_dir.mkdir(mode=0o750)
         self.offsite_config = {"repository": str(self.repository), "password_file": str(root / "password"),
-                               "host": "tm-app1", "check_read_data_subset": "100%"}
+                               "host": "tm-app1", "check_read_data_subset": "100%",
+                               "state_dir": str(self.state_dir), "offsite_user": user}
         self.write()
         monkeypatch.setenv("TASK_MANAGER_LAYOUT", str(root / "backup.json"))
         monkeypatch.setenv("TASK_MANAGER_BACKUP_CONFIG", str(root / "backup.json"))
         monkeypatch.setenv("TASK_MANAGER_OFFSITE_CONFIG", str(root / "offsite.json"))
         monkeypatch.setenv("HOME", str(root))
         monkeypatch.setattr(os, "setgroups", lambda groups: None)
+        monkeypatch.setattr(os, "initgroups", lambda user, gid: None)
         monkeypatch.setattr(backup, "SYSTEMCTL", str(root / "no-systemctl"))
 
     def write(self, **offsite_changes) -> None:
@@ -112,7 +117,7 @@ def test_copy_sends_each_verified_set_once_and_tags_it(repo, capsys):
     assert (status, answer["changed"], answer["copied"]) == (0, False, [])
     _, snaps, _ = run(capsys, "list")
     assert [(s["kind"], s["stamp"]) for s in snaps] == [("daily", daily["stamp"])]
-    state = json.loads((repo.backup_dir / "offsite-state.json").read_text(encoding="utf-8"))
+    state = json.loads((repo.state_dir / "state.json").read_text(encoding="utf-8"))
     assert state["copy"]["ok"] and state["copy_ok_at"] == state["copy"]["at"]
 
 
@@ -124,7 +129,7 @@ def offsite_figures(path: Path) -> dict:
 
 def test_an_unreachable_repository_fails_the_copy_and_the_next_one_catches_up(repo, capsys):
     metrics = repo.root / "task_manager_offsite.prom"
-    repo.write(metrics_file=str(metrics))
+    repo.write(offsite_metrics_file=str(metrics))
     first = take(capsys, "--kind", "daily")
     status, first_copy, _ = run(capsys, "copy")
     assert status == 0
@@ -138,7 +143,7 @@ def test_an_unreachable_repository_fails_the_copy_and_the_next_one_catches_up(re
     files_before = sorted(p.name for p in repo.backup_dir.rglob("*") if p.is_file())
     status, _, err = run(capsys, "copy")
     assert status == 1 and f"restic snapshots failed (exit 1) on {repo.repository}" in err
-    state = json.loads((repo.backup_dir / "offsite-state.json").read_text(encoding="utf-8"))
+    state = json.loads((repo.state_dir / "state.json").read_text(encoding="utf-8"))
     assert state["copy"]["ok"] is False and "restic snapshots failed" in state["copy"]["error"]
     assert state["copy_ok_at"] == first_copy["at"]  # when it last worked, for check.yml's age
     failed = offsite_figures(metrics)
@@ -146,8 +151,7 @@ def test_an_unreachable_repository_fails_the_copy_and_the_next_one_catches_up(re
     assert (failed[("task_manager_offsite_last_success_timestamp_seconds", "copy")]
             == figures[("task_manager_offsite_last_success_timestamp_seconds", "copy")])
     # The local sets are untouched, and status says the repository cannot be reached.
-    assert sorted(p.name for p in repo.backup_dir.rglob("*") if p.is_file() and p.name != "offsite-state.json") == [
-        n for n in files_before if n != "offsite-state.json"]
+    assert sorted(p.name for p in repo.backup_dir.rglob("*") if p.is_file()) == files_before
     status, answer, _ = run(capsys, "status")
     assert status == 0 and answer["reachable"] is False and answer["copy"]["ok"] is False
     moved.rename(repo.repository)
@@ -210,12 +214,12 @@ def test_check_passes_then_finds_a_damaged_pack_and_says_so(repo, capsys):
     data = bytearray(pack.read_bytes())
     data[len(data) // 2: len(data) // 2 + 64] = bytes(64)
     pack.write_bytes(bytes(data))
-    local_before = sorted(p for p in repo.backup_dir.rglob("*") if p.is_file() and "offsite" not in p.name)
+    local_before = sorted(p for p in repo.backup_dir.rglob("*") if p.is_file())
     status, _, err = run(capsys, "check")
     assert status == 1 and "restic check failed" in err
-    state = json.loads((repo.backup_dir / "offsite-state.json").read_text(encoding="utf-8"))
+    state = json.loads((repo.state_dir / "state.json").read_text(encoding="utf-8"))
     assert state["check"]["ok"] is False and state["check_ok_at"] == first_check["at"]
-    assert sorted(p for p in repo.backup_dir.rglob("*") if p.is_file() and "offsite" not in p.name) == local_before
+    assert sorted(p for p in repo.backup_dir.rglob("*") if p.is_file()) == local_before
 
 
 def test_a_new_host_fetches_the_newest_set_and_the_backup_command_restores_it(repo, capsys):
@@ -247,7 +251,7 @@ def test_a_restore_drill_verifies_the_newest_copy_apart_from_the_live_sets(repo,
     newest = take(capsys, "--kind", "daily")
     assert run(capsys, "copy")[0] == 0
     add_tasks(repo.database, 1)  # written after the copy: the live database moves on
-    live_sets = sorted(p for p in repo.backup_dir.rglob("*") if p.is_file() and "offsite" not in p.name)
+    live_sets = sorted(p for p in repo.backup_dir.rglob("*") if p.is_file())
     status, fetched, err = run(capsys, "fetch", "latest", "--drill")
     assert status == 0, err
     assert (fetched["stamp"], fetched["changed"]) == (newest["stamp"], True)
@@ -257,7 +261,7 @@ def test_a_restore_drill_verifies_the_newest_copy_apart_from_the_live_sets(repo,
     verified = json.loads(capsys.readouterr().out)
     assert (verified["drill"], verified["stamp"], verified["tasks"]) == (True, newest["stamp"], newest["tasks"])
     assert not (repo.backup_dir / "drill").exists()
-    assert sorted(p for p in repo.backup_dir.rglob("*") if p.is_file() and "offsite" not in p.name) == live_sets
+    assert sorted(p for p in repo.backup_dir.rglob("*") if p.is_file()) == live_sets
     assert task_count(repo.database) == newest["tasks"] + 1
     # Nothing fetched, nothing to drill on: said, exit status 3.
     assert backup.main(["verify", "latest", "--drill"]) == 3
@@ -286,3 +290,85 @@ def test_a_missing_password_file_or_restic_is_named(repo, capsys, monkeypatch):
     status, _, err = run(capsys, "list")
     assert status == 1 and f"{repo.root / 'no-restic'} is missing" in err
     assert run(capsys, "fetch")[0] == 2
+
+
+def test_the_backup_host_keeps_the_retention_with_a_key_of_its_own(repo, capsys, monkeypatch):
+    """add-key gives the backup host's keeper a key (its password on stdin, once); the
+    keeper forgets by each kind's retention on the repository's directory, and does
+    nothing a source does."""
+    daily = take(capsys, "--kind", "daily")
+    assert run(capsys, "copy")[0] == 0
+    keeper_password = "the backup host's own password"
+    monkeypatch.setattr("sys.stdin", io.StringIO(keeper_password + "\n"))
+    status, added, err = run(capsys, "add-key")
+    assert (status, added) == (0, {"changed": True}), err
+    monkeypatch.setattr("sys.stdin", io.StringIO(keeper_password + "\n"))
+    assert run(capsys, "add-key")[1] == {"changed": False}
+    monkeypatch.setattr("sys.stdin", io.StringIO("short\n"))
+    status, _, err = run(capsys, "add-key")
+    assert status == 1 and "16 characters or more" in err
+    (repo.root / "keeper-password").write_text(keeper_password + "\n", encoding="utf-8")
+    keeper = {"keeper": True, "repository": str(repo.repository), "password_file": str(repo.root / "keeper-password"),
+              "host": "tm-app1", "run_as_user": current_account()[0], "keep_min": 1,
+              "retention_days": {"default": 30, "hourly": 0}}
+    (repo.root / "keeper.json").write_text(json.dumps(keeper), encoding="utf-8")
+    monkeypatch.setenv("TASK_MANAGER_OFFSITE_CONFIG", str(repo.root / "keeper.json"))
+    status, _, err = run(capsys, "copy")
+    assert status == 1 and "copy is not for the backup host" in err
+    status, listed, err = run(capsys, "list")
+    assert status == 0 and [s["stamp"] for s in listed] == [daily["stamp"]], err
+    assert run(capsys, "forget")[1] == {"changed": False, "removed": []}
+
+
+def test_the_backup_account_shares_its_older_sets_with_the_offsite_account_without_following_links(repo, capsys):
+    """Sets made before the off-host account existed (0600, the backup account's group) get
+    the backup directory's group and 0640; the safety sets and a planted link do not."""
+    daily = take(capsys, "--kind", "daily")
+    nogroup = 65534
+    os.chown(repo.backup_dir, -1, nogroup)
+    outside = repo.root / "not-a-set"
+    outside.write_text("someone else's\n", encoding="utf-8")
+    outside.chmod(0o600)
+    (repo.backup_dir / "daily" / "planted").symlink_to(outside)
+    (repo.backup_dir / "safety").mkdir(mode=0o700)
+    (repo.backup_dir / "safety" / "kept.db").write_bytes(b"x")
+    status, shared, err = run(capsys, "share")
+    assert status == 0 and shared["changed"], err
+    for path in [repo.backup_dir / "daily", *(repo.backup_dir / "daily").glob(f"*{daily['stamp']}*")]:
+        info = path.stat()
+        assert (info.st_gid, oct(info.st_mode & 0o7777)) == (nogroup, "0o2750" if path.is_dir() else "0o640"), path
+    assert (outside.stat().st_gid, oct(outside.stat().st_mode & 0o777)) == (0, "0o600")
+    assert (repo.backup_dir / "safety").stat().st_gid != nogroup
+    assert run(capsys, "share")[1] == {"changed": False, "shared": 0}
+
+
+@pytest.mark.skipif(not Path("/usr/bin/rclone").exists(), reason="/usr/bin/rclone is missing (apt install rclone)")
+def test_copies_go_through_rclone_serving_the_repository_append_only(repo, capsys):
+    """What the backup host's forced command runs, started here instead of over SSH: the
+    sets go in and come back, and a snapshot cannot be removed through it."""
+    served = repo.root / "served"
+    shutil.copytree(repo.repository, served)
+    program = repo.root / "serve"
+    serve = f"/usr/bin/rclone serve restic --stdio --append-only --config /dev/null {served}"
+    program.write_text(f"#!/bin/sh\nexec {serve}\n", encoding="utf-8")
+    program.chmod(0o755)
+    repo.write(repository="rclone:repo", rclone_program=str(program))
+    daily = take(capsys, "--kind", "daily")
+    status, copied, err = run(capsys, "copy")
+    assert status == 0 and [c["stamp"] for c in copied["copied"]] == [daily["stamp"]], err
+    assert len(list((served / "snapshots").iterdir())) == 1
+    shutil.rmtree(repo.backup_dir / "daily")
+    status, fetched, err = run(capsys, "fetch", "latest")
+    assert status == 0 and fetched["stamp"] == daily["stamp"] and Path(fetched["manifest"]).is_file(), err
+
+
+def test_sets_are_readable_by_the_backup_directorys_group_only_where_deploy_shared_it(repo, capsys):
+    first = take(capsys, "--kind", "daily")
+    assert {oct(p.stat().st_mode & 0o7777) for p in (repo.backup_dir / "daily").iterdir()} == {"0o600"}
+    assert oct((repo.backup_dir / "daily").stat().st_mode & 0o7777) == "0o700"
+    repo.backup_dir.chmod(0o2750)  # what deploy.yml sets where copies leave the host
+    second = take(capsys, "--kind", "daily")
+    modes = {p.name: oct(p.stat().st_mode & 0o7777) for p in (repo.backup_dir / "daily").iterdir()}
+    assert {m for n, m in modes.items() if second["stamp"] in n} == {"0o640"}
+    assert {m for n, m in modes.items() if first["stamp"] in n} == {"0o600"}  # share's work, not the command's
+    assert oct((repo.backup_dir / "daily").stat().st_mode & 0o7777) == "0o2750"

@@ -65,6 +65,7 @@ import queue
 import re
 import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
 import tarfile
@@ -430,15 +431,22 @@ def build_set(config: dict, database: Path, kind: str, stamp: str, scratch: Path
     return [encrypt(config, f) for f in files], facts
 
 
-def write_set(scratch: Path, target_dir: Path, files: list[Path], manifest: dict, dirs: tuple[Path, ...]) -> None:
+def set_modes(backup_dir: Path) -> tuple[int, int]:
+    """A set's file and folder modes: the backup account's alone, or also its group's to
+    read where deploy.yml gave the backup directory the off-host account's group (2750)."""
+    shared = backup_dir.stat().st_mode & stat.S_IRGRP
+    return (0o640, 0o2750) if shared else (0o600, 0o700)
+
+
+def write_set(scratch: Path, target_dir: Path, files: list[Path], manifest: dict) -> None:
     manifest_file = scratch / f"backup_{manifest['stamp']}.json"
     manifest_file.write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    file_mode, dir_mode = set_modes(target_dir.parent)
+    target_dir.chmod(dir_mode)
     # Data first, manifest last: a set is complete exactly when its manifest exists.
     for path in [*files, manifest_file]:
-        path.chmod(0o600)
+        path.chmod(file_mode)
         path.rename(target_dir / path.name)
-    for path in dirs:
-        path.chmod(0o700)
 
 
 def engine(config: dict) -> str:
@@ -486,7 +494,7 @@ def take_set(config: dict, kind: str, label: str | None, *, room, build, describ
                 "encrypted": bool(config.get("encrypt")), **facts,
                 "files": {f.name: {"sha256": sha256(f), "bytes": f.stat().st_size} for f in files},
             }
-            write_set(scratch, target_dir, files, manifest, (backup_dir, target_dir))
+            write_set(scratch, target_dir, files, manifest)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return {**manifest, "manifest": str(target_dir / f"backup_{stamp}.json"), "dir": str(target_dir)}

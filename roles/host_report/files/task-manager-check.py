@@ -566,7 +566,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 # For Prometheus: each figure of the report that has a limit, with the limit it is held
 # to, so that an alert compares the two and a limit changed in the inventory moves the alert.
-def textfile(report: dict) -> str:
+def relayed(path: str | None) -> list[str]:
+    """The off-host copies' figures, which their account writes in its own directory (it may
+    write nowhere else): its lines about itself, and nothing else it might say."""
+    if not path:
+        return []
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return []
+    own = ("task_manager_offsite_", "# HELP task_manager_offsite_", "# TYPE task_manager_offsite_")
+    return [line for line in text.splitlines() if line.startswith(own)]
+
+
+def textfile(report: dict, relay: str | None = None) -> str:
     table = DATABASE_FIGURE_LIMITS if report.get("kind") == "database" else FIGURE_LIMITS
     rows = [(key, report.get(key), report["limits"].get(limit)) for key, limit, _ in table]
     rows.append(("newest_backup_age_hours", report.get("newest_backup_age_hours"),
@@ -582,7 +595,7 @@ def textfile(report: dict) -> str:
               "# HELP task_manager_check_timestamp_seconds When the check ran (Unix time)",
               "# TYPE task_manager_check_timestamp_seconds gauge",
               f"task_manager_check_timestamp_seconds {time.time():.3f}"]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + relayed(relay)) + "\n"
 
 
 def write_whole(path: Path, text: str) -> None:
@@ -628,7 +641,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if args.textfile:
         try:
-            write_whole(Path(args.textfile), textfile(report))
+            write_whole(Path(args.textfile), textfile(report, config.get("offsite_metrics_file")))
         except (CheckError, OSError) as exc:
             print(f"task-manager-check: figures not written to {args.textfile}: {exc}", file=sys.stderr)
             return 1

@@ -7,6 +7,17 @@ and the backup settings (as task-manager-backup does), and its own settings from
 TASK_MANAGER_OFFSITE_CONFIG (default /etc/task-manager/offsite.json: the repository,
 its password file, how long each kind of set is kept, where its state is written).
 
+Started as root, it runs as the off-host account (offsite_user), which alone reads the
+repository's password and key: the service's account reaches neither. That account reads
+the sets (the backup directory's group) and writes only its own directory (state_dir:
+restic's cache, the state, its figures, a fetch's spool). A fetched set is put in place
+by a second child running as the backup account, so root writes nothing anywhere.
+
+On the backup host, with "keeper": true in its settings, the same command keeps one
+source's repository: forget (each kind's retention, then prune) and list, as that source's
+account, on the repository's directory. The sources reach that directory only through
+`rclone serve restic --append-only`, so none of them can delete or rewrite a snapshot.
+
   task-manager-offsite init        create the repository unless it exists
   task-manager-offsite copy        every local set not yet in the repository, oldest first
   task-manager-offsite forget      each kind's retention, then restic prune
@@ -17,6 +28,10 @@ its password file, how long each kind of set is kept, where its state is written
                                    --drill into its drill/ folder instead, apart from the
                                    live sets, for `task-manager-backup verify --drill`
   task-manager-offsite status      the last copy and check, and the newest snapshot
+  task-manager-offsite add-key     a second key (its password on stdin) for the backup host's
+                                   retention; nothing when that password opens it already
+  task-manager-offsite share       the backup account lets the off-host account read the sets
+                                   made before it existed (group and mode; deploy.yml runs it)
 
 Each local set becomes one snapshot, tagged task-manager, kind:<kind> and stamp:<stamp>,
 under the host's inventory name (--host), so that a new host of the same name finds the
@@ -34,12 +49,16 @@ import argparse
 import contextlib
 import datetime as dt
 import fcntl
+import grp
 import hashlib
 import json
 import os
+import pwd
 import shutil
+import stat
 import subprocess
 import sys
+import syslog
 import tempfile
 from pathlib import Path
 
@@ -69,13 +88,23 @@ def read_json(path: Path) -> dict:
         raise OffsiteError(f"cannot read {path}: {exc}") from exc
 
 
+# What each side's settings must name: the source's (merged with the layout and the backup
+# settings) and the backup host's keeper of one source's repository.
+REQUIRED = {"source": ("repository", "password_file", "host", "backup_dir", "state_dir", "offsite_user"),
+            "keeper": ("repository", "password_file", "host", "run_as_user")}
+KEEPER_COMMANDS = ("forget", "list")
+
+
 def load_config() -> dict:
     env = os.environ.get
+    own = read_json(Path(env("TASK_MANAGER_OFFSITE_CONFIG", DEFAULT_CONFIG)))
     config = {}
-    for path in (env("TASK_MANAGER_LAYOUT", DEFAULT_LAYOUT), env("TASK_MANAGER_BACKUP_CONFIG", DEFAULT_BACKUP_CONFIG),
-                 env("TASK_MANAGER_OFFSITE_CONFIG", DEFAULT_CONFIG)):
-        config.update(read_json(Path(path)))
-    for key in ("repository", "password_file", "host", "backup_dir"):
+    if not own.get("keeper"):
+        for name, default in (("TASK_MANAGER_LAYOUT", DEFAULT_LAYOUT),
+                              ("TASK_MANAGER_BACKUP_CONFIG", DEFAULT_BACKUP_CONFIG)):
+            config.update(read_json(Path(env(name, default))))
+    config.update(own)
+    for key in REQUIRED["keeper" if config.get("keeper") else "source"]:
         if not config.get(key):
             raise OffsiteError(f"the settings name no {key}: deploy.yml writes them when the inventory has a backup "
                                "host or an offsite repository")
@@ -86,12 +115,12 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def log(config: dict, message: str) -> None:
-    line = f"{dt.datetime.now().strftime('%Y-%m-%d %H:%M:%S')} offsite: {message}"
-    print(line, file=sys.stderr)
-    with contextlib.suppress(OSError, KeyError, TypeError), \
-            (Path(config["log_dir"]) / "backup.log").open("a", encoding="utf-8") as handle:
-        handle.write(line + "\n")
+def log(_config: dict, message: str) -> None:
+    """stderr (cron's mail, the runbook's output) and the journal, under task-manager-offsite:
+    the off-host account writes no other account's log."""
+    print(f"{dt.datetime.now().strftime('%Y-%m-%d %H:%M:%S')} offsite: {message}", file=sys.stderr)
+    syslog.openlog("task-manager-offsite", 0, syslog.LOG_DAEMON)
+    syslog.syslog(syslog.LOG_INFO, message)
 
 
 def sha256(path: Path) -> str:
@@ -108,8 +137,8 @@ def sha256(path: Path) -> str:
 def restic_env(config: dict) -> dict:
     """restic's environment: nothing inherited but what it needs, and the backend's
     credentials (an S3 key, a REST server's password) from the settings' env file."""
-    env = {"PATH": "/usr/bin:/bin", "HOME": config["backup_dir"], "LC_ALL": "C.UTF-8",
-           "RESTIC_CACHE_DIR": config.get("cache_dir") or str(Path(config["backup_dir"]) / ".offsite-cache")}
+    home = config.get("state_dir") or "/nonexistent"
+    env = {"PATH": "/usr/bin:/bin", "HOME": home, "LC_ALL": "C.UTF-8", "RESTIC_CACHE_DIR": str(Path(home) / "cache")}
     env_file = config.get("env_file")
     if env_file and Path(env_file).is_file():
         for line in Path(env_file).read_text(encoding="utf-8").splitlines():
@@ -119,7 +148,7 @@ def restic_env(config: dict) -> dict:
     return env
 
 
-def restic(config: dict, *args: str, timeout: float = 3600) -> str:
+def restic(config: dict, *args: str, timeout: float = 3600, stdin: str | None = None) -> str:
     """restic with the settings' repository and password file; its stdout, or an error
     naming what restic said."""
     if not os.access(RESTIC, os.X_OK):
@@ -127,12 +156,17 @@ def restic(config: dict, *args: str, timeout: float = 3600) -> str:
     if not Path(config["password_file"]).is_file():
         raise OffsiteError(f"the repository's password file {config['password_file']} is missing")
     argv = [RESTIC, "--repo", config["repository"], "--password-file", config["password_file"], "--quiet"]
-    if config.get("sftp_command"):
-        argv += ["--option", f"sftp.command={config['sftp_command']}"]
+    if config.get("rclone_program"):
+        # The backup host's forced command decides what runs there (rclone serve restic
+        # --append-only on this host's repository): what is sent is for the log only.
+        argv += ["--option", f"rclone.program={config['rclone_program']}",
+                 "--option", "rclone.args=serve restic --stdio --append-only"]
+    if config.get("keeper"):
+        argv.append("--no-cache")
     try:
         # S603: a fixed absolute program and an argument list, no shell.
         done = subprocess.run([*argv, *args], capture_output=True, text=True, env=restic_env(config),  # noqa: S603
-                              timeout=timeout, check=False)
+                              timeout=timeout, check=False, input=stdin)
     except subprocess.TimeoutExpired:
         raise OffsiteError(f"restic {args[0]} did not finish within {timeout:.0f} s") from None
     if done.returncode != 0:
@@ -182,10 +216,14 @@ def set_paths(entry: dict) -> list[Path]:
 
 @contextlib.contextmanager
 def locked(config: dict):
-    backup_dir = Path(config["backup_dir"])
+    if config.get("keeper"):  # restic's own lock in the repository is enough there
+        yield
+        return
+    backup_dir, state_dir = Path(config["backup_dir"]), Path(config["state_dir"])
     if not backup_dir.is_dir():
         raise OffsiteError(f"the backup directory {backup_dir} is missing")
-    with (backup_dir / ".offsite-lock").open("w") as handle:
+    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # one copy, forget or fetch at a time
         yield
 
@@ -194,7 +232,7 @@ def locked(config: dict):
 
 
 def state_file(config: dict) -> Path:
-    return Path(config.get("state_file") or Path(config["backup_dir"]) / "offsite-state.json")
+    return Path(config["state_dir"]) / "state.json"
 
 
 def read_state(config: dict) -> dict:
@@ -231,8 +269,9 @@ def unix_time(stamp: str | None) -> float | None:
     return dt.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else None
 
 
-# For Prometheus: the last copy and check, from the state, in the .prom file node_exporter's
-# textfile collector reads (the settings' metrics_file; none: not written).
+# For Prometheus: the last copy and check, from the state, in the settings' metrics_file in
+# the state directory (none: not written). The figures' unit, which writes node_exporter's
+# textfile directory, relays these lines: this account writes nowhere but its own directory.
 OFFSITE_METRICS = (
     ("last_run_failed", "1: the last copy or check failed", lambda s, w: int(not s[w]["ok"])),
     ("last_success_timestamp_seconds", "When the copy or check last succeeded (Unix time)",
@@ -243,7 +282,7 @@ OFFSITE_METRICS = (
 
 
 def write_metrics(config: dict, state: dict) -> None:
-    path = config.get("metrics_file")
+    path = config.get("offsite_metrics_file")
     if not path or not Path(path).parent.is_dir():
         return
     lines = []
@@ -359,39 +398,114 @@ def choose(found: list[dict], selector: str, kind: str | None) -> dict:
     return matches[-1]
 
 
-def run_fetch(config: dict, args) -> dict:
-    backup_dir = Path(config["backup_dir"])
-    with locked(config):
-        snap = choose(snapshots(config), args.selector, args.kind)
-        scratch = Path(tempfile.mkdtemp(prefix=".offsite-fetch-", dir=backup_dir))
-        try:
-            restic(config, "restore", snap["id"], "--target", str(scratch))
-            manifests = list(scratch.rglob("backup_*.json"))
-            if len(manifests) != 1:
-                raise OffsiteError(f"snapshot {snap['short_id']} holds {len(manifests)} manifests, not one")
-            entry = {**read_json(manifests[0]), "manifest": str(manifests[0]), "dir": str(manifests[0].parent)}
-            paths = set_paths(entry)
-            if args.drill:
-                # Never beside the live sets: a drill's set is verified there, then removed.
-                shutil.rmtree(backup_dir / DRILL_DIR, ignore_errors=True)
-                (backup_dir / DRILL_DIR).mkdir(mode=0o700)
-            target = backup_dir / (DRILL_DIR if args.drill else "") / entry["kind"]
-            target.mkdir(mode=0o700, exist_ok=True)
-            changed = not (target / manifests[0].name).exists()
-            if changed:
-                # The files first, the manifest last: a set is never listed before it is whole.
-                for path in paths[1:]:
-                    path.replace(target / path.name)
-                paths[0].replace(target / paths[0].name)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
+def fetch_to_spool(config: dict, args) -> dict:
+    """As the off-host account: the chosen snapshot restored into the spool, every file
+    checked against its manifest. The set's entry, its files named by the spool."""
+    spool = Path(config["state_dir"]) / "fetch"
+    shutil.rmtree(spool, ignore_errors=True)
+    spool.mkdir(mode=0o750)
+    snap = choose(snapshots(config), args.selector, args.kind)
+    restic(config, "restore", snap["id"], "--target", str(spool))
+    manifests = list(spool.rglob("backup_*.json"))
+    if len(manifests) != 1:
+        raise OffsiteError(f"snapshot {snap['short_id']} holds {len(manifests)} manifests, not one")
+    entry = {**read_json(manifests[0]), "manifest": str(manifests[0]), "dir": str(manifests[0].parent)}
+    set_paths(entry)
+    for path in spool.rglob("*"):  # the backup account reads them through the group
+        path.chmod(0o750 if path.is_dir() else 0o640)
+    return {"snapshot": snap, "entry": entry}
+
+
+def place(config: dict, fetched: dict, drill: bool) -> dict:
+    """As the backup account: the spool's set copied into backups/<kind>/ (or drill/<kind>/,
+    never beside the live sets), files first and the manifest last, each checked again."""
+    entry, backup_dir = fetched["entry"], Path(config["backup_dir"])
+    paths = set_paths(entry)
+    if drill:
+        shutil.rmtree(backup_dir / DRILL_DIR, ignore_errors=True)
+        (backup_dir / DRILL_DIR).mkdir(mode=0o750)
+    target = backup_dir / (DRILL_DIR if drill else "") / entry["kind"]
+    target.mkdir(mode=0o750, exist_ok=True)
+    manifest = target / Path(entry["manifest"]).name
+    changed = not manifest.exists()
     if changed:
+        for path in [*paths[1:], paths[0]]:
+            fd, scratch = tempfile.mkstemp(prefix=".fetch-", dir=target)
+            try:
+                with os.fdopen(fd, "wb") as out, path.open("rb") as source:
+                    shutil.copyfileobj(source, out, 1 << 20)
+                    os.fchmod(out.fileno(), 0o640)
+                os.replace(scratch, target / path.name)
+            except BaseException:
+                Path(scratch).unlink(missing_ok=True)
+                raise
+        set_paths({**entry, "manifest": str(manifest), "dir": str(target)})
+    return {"changed": changed, "manifest": str(manifest)}
+
+
+def clear_spool(config: dict) -> dict:
+    shutil.rmtree(Path(config["state_dir"]) / "fetch", ignore_errors=True)
+    return {}
+
+
+def run_fetch(config: dict, args) -> dict:
+    with locked(config):
+        try:
+            fetched = in_child(config["offsite_user"], fetch_to_spool, config, args)
+            placed = in_child(backup_account(config), place, config, fetched, args.drill)
+        finally:
+            in_child(config["offsite_user"], clear_spool, config)
+    snap, entry = fetched["snapshot"], fetched["entry"]
+    if placed["changed"]:
         where = " for a restore drill" if args.drill else ""
         log(config, f"fetched set {entry['stamp']} ({entry['kind']}) from snapshot {snap['short_id']}{where}")
-    return {"changed": changed, "snapshot": snap["short_id"], "snapshot_time": snap["time"], "stamp": entry["stamp"],
-            "kind": entry["kind"], "manifest": str(target / Path(entry["manifest"]).name),
+    return {"changed": placed["changed"], "snapshot": snap["short_id"], "snapshot_time": snap["time"],
+            "stamp": entry["stamp"], "kind": entry["kind"], "manifest": placed["manifest"],
             "created_at": entry.get("created_at"), "users": entry.get("users"), "tasks": entry.get("tasks"),
             "schema_revision": entry.get("schema_revision")}
+
+
+def run_add_key(config: dict, _args) -> dict:
+    """The backup host's own key, so that its retention opens the repository: its password
+    on stdin, never on a command line or in a file here."""
+    password = sys.stdin.readline().strip()
+    if len(password) < 16:
+        raise OffsiteError("add-key reads the new key's password (16 characters or more) on stdin")
+    with tempfile.TemporaryDirectory(dir=config["state_dir"]) as scratch:
+        probe = Path(scratch) / "password"
+        probe.write_text(password + "\n", encoding="utf-8")
+        with contextlib.suppress(OffsiteError):
+            restic({**config, "password_file": str(probe)}, "cat", "config")
+            return {"changed": False}
+    restic(config, "key", "add", stdin=password + "\n")
+    log(config, "a key for the backup host's retention added to the repository")
+    return {"changed": True}
+
+
+def run_share(config: dict, _args) -> dict:
+    """As the backup account: every set directory and file it owns (not the safety sets)
+    given the backup directory's group, readable by it, without following a link."""
+    backup_dir = Path(config["backup_dir"])
+    gid = backup_dir.stat().st_gid
+    changed = 0
+    for directory, subdirs, files in os.walk(backup_dir):
+        here = Path(directory)
+        subdirs[:] = [d for d in subdirs if not (here == backup_dir and d == "safety")]
+        for name, mode in [*((d, 0o2750) for d in subdirs), *((f, 0o640) for f in files)]:
+            try:
+                fd = os.open(here / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            except OSError:
+                continue  # a link, or gone: nothing of ours to open
+            try:
+                info = os.fstat(fd)
+                ours = info.st_uid == os.geteuid() and (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode))
+                if ours and (info.st_gid != gid or stat.S_IMODE(info.st_mode) != mode):
+                    os.fchown(fd, -1, gid)
+                    os.fchmod(fd, mode)
+                    changed += 1
+            finally:
+                os.close(fd)
+    return {"changed": bool(changed), "shared": changed}
 
 
 def run_status(config: dict, _args) -> dict:
@@ -421,25 +535,68 @@ def run_status(config: dict, _args) -> dict:
 
 
 COMMANDS = {"init": run_init, "copy": run_copy, "forget": run_forget, "check": run_check, "list": run_list,
-            "fetch": run_fetch, "status": run_status}
+            "fetch": run_fetch, "status": run_status, "add-key": run_add_key, "share": run_share}
 
 
-def drop_privileges(config: dict) -> None:
-    """Run as the account that takes the backups: it reads the sets, and whatever this
-    command writes in the backup directory stays that account's."""
+def backup_account(config: dict) -> str:
+    return config.get("run_as_user") or config["user"]
+
+
+def become(user: str) -> None:
+    """This process, from root, to the account: its own groups (the backup directory's for
+    the off-host account), nothing else. As any other account: already where it runs."""
     if os.geteuid() != 0:
         return
-    import grp  # noqa: PLC0415  (Unix-only, needed only here)
-    import pwd  # noqa: PLC0415
-
-    user, group = config.get("run_as_user") or config["user"], config.get("run_as_group") or config["group"]
     try:
-        uid, gid = pwd.getpwnam(user).pw_uid, grp.getgrnam(group).gr_gid
-    except KeyError as exc:
-        raise OffsiteError(f"the backup account {exc} does not exist") from None
-    os.setgroups([])
-    os.setgid(gid)
-    os.setuid(uid)
+        entry = pwd.getpwnam(user)
+        grp.getgrgid(entry.pw_gid)
+    except KeyError:
+        raise OffsiteError(f"the account {user} does not exist: deploy.yml makes it") from None
+    os.initgroups(user, entry.pw_gid)
+    os.setgid(entry.pw_gid)
+    os.setuid(entry.pw_uid)
+
+
+def in_child(user: str, work, *args):
+    """work(*args) in a child running as the account; its JSON answer, or its failure raised
+    here. The parent, root, stays root only to start the next child."""
+    if os.geteuid() != 0:
+        return work(*args)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into the parent's code
+        os.close(read_end)
+        try:
+            become(user)
+            answer = {"ok": work(*args)}
+        except NothingToFetch as exc:
+            answer = {"nothing": str(exc)}
+        except (OffsiteError, OSError, ValueError) as exc:
+            answer = {"error": str(exc)}
+        except BaseException as exc:  # whatever it was, the parent says it
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        with os.fdopen(write_end, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(answer))
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, encoding="utf-8") as handle:
+        said = handle.read()
+    os.waitpid(pid, 0)
+    answer = json.loads(said) if said else {"error": f"the child running as {user} died"}
+    if "nothing" in answer:
+        raise NothingToFetch(answer["nothing"])
+    if "error" in answer:
+        raise OffsiteError(answer["error"])
+    return answer["ok"]
+
+
+def run_as(config: dict, command: str) -> str:
+    """Who runs the command: the backup account shares its sets; a fetch starts as root and
+    runs each part as its account; everything else runs as the off-host account (on the
+    backup host: the source's account)."""
+    if config.get("keeper"):
+        return config["run_as_user"]
+    return {"share": backup_account(config), "fetch": "root"}.get(command, config["offsite_user"])
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -463,7 +620,12 @@ def main(argv: list[str] | None = None) -> int:
     config: dict = {}
     try:
         config = load_config()
-        drop_privileges(config)
+        if config.get("keeper") and args.command not in KEEPER_COMMANDS:
+            raise OffsiteError(f"{args.command} is not for the backup host: it keeps the repository with "
+                               + " and ".join(KEEPER_COMMANDS))
+        account = run_as(config, args.command)
+        if account != "root":
+            become(account)
         print(json.dumps(COMMANDS[args.command](config, args)))
         return 0
     except NothingToFetch as exc:
