@@ -495,6 +495,8 @@ def test_the_textfile_relays_the_offsite_figures_and_nothing_else_from_that_file
     relay.write_text('# HELP task_manager_offsite_last_run_failed 1: the last copy or check failed\n'
                      '# TYPE task_manager_offsite_last_run_failed gauge\n'
                      'task_manager_offsite_last_run_failed{what="copy"} 1\n'
+                     'task_manager_offsite_last_run_failed{what="copy"} not-a-number\n'
+                     'task_manager_offsite_x{what="copy",host="tm-db"} 1\n'
                      'task_manager_check_breaches 0\n', encoding="utf-8")
     (host.root / "backup.json").write_text(json.dumps({**host.config, "offsite_metrics_file": str(relay)}),
                                            encoding="utf-8")

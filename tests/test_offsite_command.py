@@ -317,7 +317,7 @@ def test_the_backup_host_keeps_the_retention_with_a_key_of_its_own(repo, capsys,
     assert status == 1 and "copy is not for the backup host" in err
     status, listed, err = run(capsys, "list")
     assert status == 0 and [s["stamp"] for s in listed] == [daily["stamp"]], err
-    assert run(capsys, "forget")[1] == {"changed": False, "removed": []}
+    assert run(capsys, "forget")[1] == {"changed": False, "removed": [], "future": []}
 
 
 def test_the_backup_account_shares_its_older_sets_with_the_offsite_account_without_following_links(repo, capsys):
@@ -372,3 +372,55 @@ def test_sets_are_readable_by_the_backup_directorys_group_only_where_deploy_shar
     assert {m for n, m in modes.items() if second["stamp"] in n} == {"0o640"}
     assert {m for n, m in modes.items() if first["stamp"] in n} == {"0o600"}  # share's work, not the command's
     assert oct((repo.backup_dir / "daily").stat().st_mode & 0o7777) == "0o2750"
+
+
+def test_a_snapshot_dated_in_the_future_neither_pushes_the_real_ones_out_nor_is_fetched_as_the_latest(repo, capsys):
+    """Whoever holds a source can add snapshots dated years ahead: restic's --keep-within
+    would then forget every real one. Retention counts by this host's clock instead, and
+    fetch latest never picks such a snapshot."""
+    stamps = []
+    for _ in range(3):
+        stamps.append(take(capsys, "--kind", "manual")["stamp"])
+        assert run(capsys, "copy")[0] == 0
+    forged = repo.root / "forged"
+    forged.mkdir()
+    (forged / "backup_forged.json").write_text("{}", encoding="utf-8")
+    config = offsite.load_config()
+    for _ in range(3):
+        offsite.restic(config, "backup", "--host", "tm-app1", "--tag", offsite.TAG, "--tag", "kind:manual",
+                       "--tag", "stamp:29990101-000000", "--time", "2999-01-01 00:00:00", str(forged))
+    repo.backup_config["retention_days"] = {"default": 0}
+    repo.backup_config["keep_min"] = 1
+    repo.write()
+    status, answer, err = run(capsys, "forget")
+    assert status == 0, err
+    assert len(answer["removed"]) == 2 and len(answer["future"]) == 3
+    _, snaps, _ = run(capsys, "list")
+    real = [s["stamp"] for s in snaps if not s["stamp"].startswith("2999")]
+    assert real == stamps[-1:]  # the newest real one kept (keep_min), not pushed out by the forgeries
+    shutil.rmtree(repo.backup_dir / "manual")
+    status, fetched, err = run(capsys, "fetch", "latest")
+    assert status == 0 and fetched["stamp"] == stamps[-1], err
+
+
+def test_a_fetched_set_is_placed_only_as_plain_files_of_its_own_kind(repo):
+    """What a snapshot holds was written by whoever held the source: a kind that climbs out
+    of the backup directory, or a link in the spool, places nothing."""
+    spool = repo.state_dir / "fetch"
+    spool.mkdir()
+    secret = repo.root / "secret.env"
+    secret.write_text("KEY=value\n", encoding="utf-8")
+    (spool / "data_1.db").symlink_to(secret)
+    (spool / "backup_1.json").write_text("{}", encoding="utf-8")
+    entry = {"kind": "daily", "files": {"data_1.db": {"sha256": offsite.sha256(secret)}},
+             "manifest": str(spool / "backup_1.json"), "dir": str(spool)}
+    config = offsite.load_config()
+    with pytest.raises(offsite.OffsiteError, match="not a file the off-host account fetched"):
+        offsite.place(config, {"entry": entry}, drill=False)
+    assert list((repo.backup_dir / "daily").iterdir()) == []
+    for kind in ("../instance", "safety", "drill"):
+        with pytest.raises(offsite.OffsiteError, match="nothing placed"):
+            offsite.place(config, {"entry": {**entry, "kind": kind}}, drill=False)
+    with pytest.raises(offsite.OffsiteError, match="nothing placed"):
+        offsite.place(config, {"entry": {**entry, "files": {"../../x": {}}}}, drill=False)
+    assert not (repo.root / "instance" / "backup_1.json").exists()

@@ -566,17 +566,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 # For Prometheus: each figure of the report that has a limit, with the limit it is held
 # to, so that an alert compares the two and a limit changed in the inventory moves the alert.
+# The off-host copies' lines, each as that command writes it: anything else (another
+# family, a malformed line that would make node_exporter drop this whole file) is left out.
+RELAYED_LINE = re.compile(
+    r"# (HELP|TYPE) task_manager_offsite_[a-z_]+ [ -~]{1,200}"
+    r'|task_manager_offsite_[a-z_]+\{what="(copy|check)"\} -?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?')
+RELAYED_MAX_BYTES = 16384
+
+
 def relayed(path: str | None) -> list[str]:
     """The off-host copies' figures, which their account writes in its own directory (it may
-    write nowhere else): its lines about itself, and nothing else it might say."""
+    write nowhere else): its own well-formed lines, and nothing else it might say."""
     if not path:
         return []
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                return []
+            text = handle.read(RELAYED_MAX_BYTES + 1).decode("utf-8")
     except (OSError, ValueError):
         return []
-    own = ("task_manager_offsite_", "# HELP task_manager_offsite_", "# TYPE task_manager_offsite_")
-    return [line for line in text.splitlines() if line.startswith(own)]
+    if len(text) > RELAYED_MAX_BYTES:
+        return []
+    return [line for line in text.splitlines() if RELAYED_LINE.fullmatch(line)]
 
 
 def textfile(report: dict, relay: str | None = None) -> str:

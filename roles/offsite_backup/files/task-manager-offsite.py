@@ -54,6 +54,7 @@ import hashlib
 import json
 import os
 import pwd
+import re
 import shutil
 import stat
 import subprocess
@@ -219,13 +220,30 @@ def locked(config: dict):
     if config.get("keeper"):  # restic's own lock in the repository is enough there
         yield
         return
-    backup_dir, state_dir = Path(config["backup_dir"]), Path(config["state_dir"])
+    backup_dir, lock = Path(config["backup_dir"]), Path(config["state_dir"]) / "lock"
     if not backup_dir.is_dir():
         raise OffsiteError(f"the backup directory {backup_dir} is missing")
-    fd = os.open(state_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    if os.geteuid() == 0:
+        # Root (a fetch) creates nothing in the off-host account's directory: the account
+        # makes the lock, and root opens that file of the account's, never through a link.
+        in_child(config["offsite_user"], make_lock, lock)
+        fd = os.open(lock, os.O_RDWR | os.O_NOFOLLOW)
+        if os.fstat(fd).st_uid != pwd.getpwnam(config["offsite_user"]).pw_uid:
+            os.close(fd)
+            raise OffsiteError(f"{lock} is not the off-host account's: not used")
+    else:
+        fd = make_lock(lock, keep=True)
     with os.fdopen(fd, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # one copy, forget or fetch at a time
         yield
+
+
+def make_lock(lock: Path, keep: bool = False):
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    if keep:
+        return fd
+    os.close(fd)
+    return {}
 
 
 # ---------------------------------------------------------------------------- state
@@ -350,22 +368,48 @@ def run_copy(config: dict, _args) -> dict:
     return {"changed": bool(copied), **outcome}
 
 
+# A snapshot dated more than this far ahead of this host's clock is not trusted: whoever
+# holds a source could date snapshots years ahead to make restic's own --keep-within
+# (which counts back from the newest snapshot) forget every real one.
+CLOCK_SKEW = dt.timedelta(hours=1)
+
+
+def snapshot_time(snap: dict) -> dt.datetime:
+    return dt.datetime.fromisoformat(snap["time"])  # restic's nanoseconds: Python 3.11 truncates them
+
+
+def in_future(snap: dict, at: dt.datetime) -> bool:
+    return snapshot_time(snap) > at + CLOCK_SKEW
+
+
+def to_forget(found: list[dict], days: dict, keep_min: int, at: dt.datetime) -> tuple[list[dict], list[dict]]:
+    """By this host's clock, for each kind: keep what was taken within the kind's days and
+    the newest keep_min; the rest goes. Snapshots dated in the future are neither kept in
+    anyone's place nor removed: they are named (a wrong clock, or someone's forgery)."""
+    future = [s for s in found if in_future(s, at)]
+    going = []
+    for kind in sorted({s["kind"] or "" for s in found}):
+        dated = sorted((s for s in found if (s["kind"] or "") == kind and s not in future), key=snapshot_time)
+        cutoff = at - dt.timedelta(days=int(days.get(kind, days.get("default", 30))))
+        newest = dated[-keep_min:] if keep_min > 0 else []
+        going += [s for s in dated if snapshot_time(s) < cutoff and s not in newest]
+    return going, future
+
+
 def run_forget(config: dict, _args) -> dict:
-    keep_min = str(int(config.get("keep_min", 3)))
+    keep_min = int(config.get("keep_min", 3))
     days = config.get("retention_days", {})
-    removed = []
     with locked(config):
-        kinds = sorted({s["kind"] for s in snapshots(config) if s["kind"]})
-        for kind in kinds:
-            within = int(days.get(kind, days.get("default", 30)))
-            out = restic(config, "forget", "--json", "--host", config["host"], "--tag", f"kind:{kind}",
-                         "--group-by", "host", "--keep-within", f"{within}d", "--keep-last", keep_min)
-            for group in json.loads(out or "[]"):
-                removed += [s.get("short_id", s["id"][:8]) for s in group.get("remove") or []]
-        if removed:
+        going, future = to_forget(snapshots(config), days, keep_min, dt.datetime.now(dt.UTC))
+        if going:
+            restic(config, "forget", *(s["id"] for s in going))
             restic(config, "prune")
-            log(config, f"forget: {len(removed)} snapshot(s) past their retention removed, repository pruned")
-    return {"changed": bool(removed), "removed": removed}
+            log(config, f"forget: {len(going)} snapshot(s) past their retention removed, repository pruned")
+    if future:
+        names = ", ".join(f"{s['short_id']} ({s['time']})" for s in future)
+        log(config, f"forget: {len(future)} snapshot(s) dated in the future kept and not counted: {names}")
+    return {"changed": bool(going), "removed": [s["short_id"] for s in going],
+            "future": [s["short_id"] for s in future]}
 
 
 def run_check(config: dict, args) -> dict:
@@ -389,7 +433,9 @@ def run_list(config: dict, _args) -> list[dict]:
 def choose(found: list[dict], selector: str, kind: str | None) -> dict:
     found = [s for s in found if s["stamp"] and (kind is None or s["kind"] == kind)]
     if selector == "latest":
-        matches = found[-1:]
+        # Never one dated in the future: it would stand in front of every real copy.
+        at = dt.datetime.now(dt.UTC)
+        matches = [s for s in found if not in_future(s, at)][-1:]
     else:
         matches = [s for s in found if selector in (s["stamp"], s["id"], s["short_id"])
                    or (len(selector) >= 8 and s["id"].startswith(selector))]
@@ -416,30 +462,69 @@ def fetch_to_spool(config: dict, args) -> dict:
     return {"snapshot": snap, "entry": entry}
 
 
+# A set's kind names its folder, and a file's name its file there: nothing else is taken
+# from a snapshot, whose contents whoever held the source may have written.
+KIND = re.compile(r"[a-z]{1,20}")
+FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+
+
+def copy_checked(source: Path, target_dir: Path, owner: int, sha: str | None) -> Path:
+    """One spool file into the target folder as a new file renamed over its name: opened
+    without following a link, a regular file of the spool's owner, hashed as it is copied."""
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:  # a link (ELOOP), or gone
+        raise OffsiteError(f"{source} is not a file the off-host account fetched ({exc.strerror}): "
+                           "nothing placed") from None
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != owner:
+            raise OffsiteError(f"{source} is not a file the off-host account fetched: nothing placed")
+        digest = hashlib.sha256()
+        out_fd, scratch = tempfile.mkstemp(prefix=".fetch-", dir=target_dir)
+        try:
+            with os.fdopen(out_fd, "wb") as out:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+                    out.write(block)
+                os.fchmod(out.fileno(), 0o640)
+            if sha is not None and digest.hexdigest() != sha:
+                raise OffsiteError(f"{source} does not match its manifest: nothing placed")
+            os.replace(scratch, target_dir / source.name)
+            return target_dir / source.name
+        except BaseException:
+            Path(scratch).unlink(missing_ok=True)
+            raise
+
+
 def place(config: dict, fetched: dict, drill: bool) -> dict:
     """As the backup account: the spool's set copied into backups/<kind>/ (or drill/<kind>/,
-    never beside the live sets), files first and the manifest last, each checked again."""
+    never beside the live sets), files first and the manifest last, each checked again as
+    it is copied; a set that does not check leaves nothing behind."""
     entry, backup_dir = fetched["entry"], Path(config["backup_dir"])
-    paths = set_paths(entry)
+    kind, files = str(entry.get("kind")), entry.get("files") or {}
+    names = [*files, Path(entry["manifest"]).name]
+    if not KIND.fullmatch(kind) or kind in ("safety", DRILL_DIR) or not all(FILE_NAME.fullmatch(n) for n in names):
+        raise OffsiteError(f"the fetched set names a kind or a file that is not a set's ({kind!r}): nothing placed")
+    spool_dir = Path(entry["dir"])
+    owner = os.lstat(Path(config["state_dir"]) / "fetch").st_uid
     if drill:
         shutil.rmtree(backup_dir / DRILL_DIR, ignore_errors=True)
         (backup_dir / DRILL_DIR).mkdir(mode=0o750)
-    target = backup_dir / (DRILL_DIR if drill else "") / entry["kind"]
+    target = backup_dir / (DRILL_DIR if drill else "") / kind
     target.mkdir(mode=0o750, exist_ok=True)
-    manifest = target / Path(entry["manifest"]).name
+    manifest = target / names[-1]
     changed = not manifest.exists()
+    placed: list[Path] = []
     if changed:
-        for path in [*paths[1:], paths[0]]:
-            fd, scratch = tempfile.mkstemp(prefix=".fetch-", dir=target)
-            try:
-                with os.fdopen(fd, "wb") as out, path.open("rb") as source:
-                    shutil.copyfileobj(source, out, 1 << 20)
-                    os.fchmod(out.fileno(), 0o640)
-                os.replace(scratch, target / path.name)
-            except BaseException:
-                Path(scratch).unlink(missing_ok=True)
-                raise
-        set_paths({**entry, "manifest": str(manifest), "dir": str(target)})
+        try:
+            for name in names:
+                sha = (files.get(name) or {}).get("sha256") if name in files else None
+                placed.append(copy_checked(spool_dir / name, target, owner, sha))
+        except BaseException:
+            for path in placed:
+                path.unlink(missing_ok=True)
+            raise
     return {"changed": changed, "manifest": str(manifest)}
 
 
