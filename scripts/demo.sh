@@ -36,8 +36,8 @@ case "${1:-up}" in
   Task manager is running ($topology): open http://127.0.0.1:${port}/
   Sign in as demo_user / demo_password (the manual's demo account).
   Health: curl http://127.0.0.1:${port}/health
-  Plain HTTP, on this machine only: a real deployment serves HTTPS (see the README's
-  security section); the production inventory refuses to deploy without TLS.
+  Plain HTTP, on this machine only: a real deployment serves HTTPS (see docs/security.md;
+  the production inventory refuses to deploy without TLS).
   Remove it with: make demo-destroy
 
 MSG

@@ -718,6 +718,9 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     except (OffsiteError, OSError) as exc:
         print(f"task-manager-offsite: FAILED: {exc}", file=sys.stderr)
+        # In the journal too: cron's mail goes nowhere on a host without a mail server.
+        syslog.openlog("task-manager-offsite", 0, syslog.LOG_DAEMON)
+        syslog.syslog(syslog.LOG_ERR, f"{args.command} FAILED: {exc}")
         return 1
 
 
