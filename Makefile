@@ -24,7 +24,7 @@ $(VENV)/.installed: requirements-dev.txt app/requirements.txt app/pyproject.toml
 
 venv: $(VENV)/.installed  ## create .venv with the app and every test tool
 
-system-deps:  ## install the Debian packages the tests need (needs root)
+system-deps:  ## install the Debian packages the tests and the demo need, when one is missing (needs root then)
 	scripts/install-system-deps.sh
 
 lint: venv  ## ruff, yamllint, ansible-lint (production profile, no skip list), runbook drift
@@ -90,7 +90,7 @@ test-rules:  ## the alert rules: promtool's check, and its unit tests (every ale
 # The benchmarks that need a bench host run their smoke runs outside it (make bench-smoke):
 # CI's time budget, spent on the proofs of behaviour first.
 TEST_LANES ?= molecule-cluster checks molecule-runbooks molecule-operations molecule-default molecule-preflight
-test: venv test-image  ## everything: the checks (with the host-less benchmarks' smoke runs) and the Molecule scenarios, three lanes at a time
+test: system-deps venv test-image  ## everything: the checks (with the host-less benchmarks' smoke runs) and the Molecule scenarios, three lanes at a time
 	@$(call run-lanes,$(TEST_LANES))
 
 clean:  ## remove caches and the venv
@@ -141,7 +141,7 @@ lane-%:
 molecule-%: venv test-image  ## one scenario: make molecule-default
 	$(BIN)/molecule test -s $*
 
-demo: venv test-image  ## the whole system on this machine: http://127.0.0.1:8080 (demo_user / demo_password); TOPOLOGY=cluster for lb + 2 app + db
+demo: system-deps venv test-image  ## the whole system on this machine: http://127.0.0.1:8080 (demo_user / demo_password); TOPOLOGY=cluster for lb + 2 app + db
 	scripts/demo.sh up
 
 demo-destroy:  ## remove the demo host(s)

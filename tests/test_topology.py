@@ -1,0 +1,65 @@
+"""plugins/filter/topology.py: which host holds what, for each shape of inventory the
+project supports (one host, one host with monitoring, the cluster, a cluster with its
+monitoring and backup hosts)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from conftest import ROOT
+
+spec = importlib.util.spec_from_file_location("topology", ROOT / "plugins" / "filter" / "topology.py")
+topology = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(topology)
+
+ONE_HOST = {"all": ["app1"], "task_manager": ["app1"], "ungrouped": []}
+MONITORED = {"all": ["app1", "mon"], "task_manager": ["app1"], "monitoring": ["mon"]}
+CLUSTER = {"all": ["db", "lb", "app1", "app2", "backup", "mon"], "task_manager": ["app1", "app2"], "db": ["db"],
+           "lb": ["lb"], "backup": ["backup"], "monitoring": ["mon"]}
+LB_ONLY = {"all": ["lb", "app1"], "task_manager": ["app1"], "lb": ["lb"], "db": []}
+
+
+@pytest.mark.parametrize(("groups", "engine", "takers", "ca"), [
+    (ONE_HOST, "sqlite", ["app1"], "app1"),
+    (MONITORED, "sqlite", ["app1"], "mon"),
+    (CLUSTER, "postgresql", ["db"], "db"),
+    (LB_ONLY, "sqlite", ["app1"], "lb"),
+    ({"all": []}, "sqlite", [], ""),
+])
+def test_the_database_the_backups_and_the_ca_follow_the_inventorys_groups(groups, engine, takers, ca):
+    assert topology.database_engine(groups) == engine
+    assert topology.backup_takers(groups) == takers
+    assert topology.ca_host(groups) == ca
+
+
+@pytest.mark.parametrize(("host", "groups", "account", "metrics"), [
+    ("app1", ONE_HOST, "task-manager", ("task-manager", "task-manager")),
+    ("mon", MONITORED, "task-manager", ("root", "root")),
+    ("db", CLUSTER, "postgres", ("postgres", "postgres")),
+    ("app2", CLUSTER, "task-manager", ("task-manager", "task-manager")),
+    ("lb", CLUSTER, "task-manager", ("root", "root")),
+])
+def test_each_host_backs_up_and_writes_its_figures_as_the_account_that_owns_the_data(host, groups, account, metrics):
+    assert topology.backup_account(host, groups, "task-manager") == account
+    got = topology.metrics_account(host, groups, "task-manager", "task-manager")
+    assert (got["user"], got["group"]) == metrics
+
+
+@pytest.mark.parametrize(("host", "groups", "offsite", "access"), [
+    ("app1", ONE_HOST, False, {"group": "task-manager", "mode": "0700"}),
+    ("app1", ONE_HOST, True, {"group": "task-manager-offsite", "mode": "2750"}),
+    ("db", CLUSTER, True, {"group": "task-manager-offsite", "mode": "2750"}),
+    ("db", CLUSTER, False, {"group": "postgres", "mode": "0700"}),
+    # An app host of the cluster takes no backups: its sets (none) stay its own.
+    ("app1", CLUSTER, True, {"group": "task-manager", "mode": "0700"}),
+])
+def test_the_backup_directory_is_shared_only_where_its_sets_leave_the_host(host, groups, offsite, access):
+    assert topology.backup_dir_access(host, groups, "task-manager", "task-manager-offsite", offsite) == access
+
+
+def test_ansible_finds_every_filter_by_its_contract_name():
+    names = topology.FilterModule().filters()
+    assert all(name.startswith("task_manager_") for name in names)
+    assert {"task_manager_backup_takers", "task_manager_ca_host"} <= set(names)
