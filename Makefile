@@ -33,7 +33,7 @@ lint: venv  ## ruff, yamllint, ansible-lint (production profile, no skip list), 
 	$(BIN)/ansible-lint --nocolor
 	$(PY) scripts/generate-runbook.py --check
 
-runbook: venv  ## rewrite docs/runbook.md from the playbooks (the lint fails when it is out of date)
+runbook: venv  ## rewrite docs/runbook.md and each role's README.md from the code (the lint fails when one is out of date)
 	$(PY) scripts/generate-runbook.py
 
 # The sha256 of every file PyPI holds for each pin (all platforms), from PyPI itself:
