@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from importlib import metadata
-
 from flask import Flask
 
-try:
-    __version__ = metadata.version("task-manager")
-except metadata.PackageNotFoundError:  # running from a checkout that was never installed
-    __version__ = "0.0.0+unknown"
+from .release import __version__
+
+__all__ = ["__version__", "create_app"]
 
 
 def create_app(test_config: dict | None = None) -> Flask:
     """Application factory (flaskr style): config, extensions, logging, blueprints, commands."""
-    # Imported here because the modules read __version__ from this package.
-    from . import cli, config, errors, extensions, logging_setup, metrics, requestlog  # noqa: PLC0415
+    # Imported here: the package itself stays light to import (its version, the factory).
+    # The JWT callbacks: tokens.py declares them on extensions' JWTManager as it is imported.
+    from . import (  # noqa: PLC0415
+        cli,
+        config,
+        errors,
+        extensions,
+        logging_setup,
+        metrics,
+        requestlog,
+        tokens,  # noqa: F401
+    )
     from .api import auth, health, openapi, tasks  # noqa: PLC0415
 
     app = Flask(__name__, instance_path=config.instance_path_from_env(), instance_relative_config=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
-from flask.cli import FlaskGroup, with_appcontext
+from flask.cli import with_appcontext
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -549,18 +549,3 @@ COMMANDS = (
 def register(app: Flask) -> None:
     for command in COMMANDS:
         app.cli.add_command(command)
-
-
-def _factory() -> Flask:
-    from . import create_app  # noqa: PLC0415  (the package imports this module)
-
-    return create_app()
-
-
-@click.group(cls=FlaskGroup, create_app=_factory, add_default_commands=True, load_dotenv=False)
-def main():
-    """task-manager: the operator's commands (same as `flask --app task_manager ...`)."""
-
-
-if __name__ == "__main__":
-    main()

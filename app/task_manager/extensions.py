@@ -176,7 +176,6 @@ def init_app(app: Flask) -> None:
     app.session_interface = NoCookieSessions()
     migrate.init_app(app, db, directory=MIGRATIONS_DIR, render_as_batch=True, compare_type=True)
     jwt.init_app(app)
-    from . import tokens  # noqa: F401, PLC0415  (registers the JWT callbacks; it imports this module)
 
     if app.config["CORS_ORIGINS"]:
         CORS(

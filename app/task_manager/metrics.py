@@ -29,8 +29,8 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from . import __version__
 from .extensions import db
+from .release import __version__, release_info
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -75,8 +75,6 @@ class BuildInfo:
     scrape: the schema revision is the database's, which an update changes under a live API."""
 
     def collect(self):
-        from .api.health import release_info  # noqa: PLC0415  (the release record /health reads)
-
         release = release_info(current_app.config["RELEASE_INFO_FILE"])
         try:
             schema = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar() or ""

@@ -15,7 +15,7 @@ from .extensions import db
 
 # The limits the database enforces too come from the API's declarations (schemas.py), which
 # also write these rows as JSON (schemas.User, schemas.Task).
-from .schemas import TASK_PRIORITIES, TASK_STATUSES, TITLE_MAX, USERNAME_MAX, fold_name
+from .limits import TASK_PRIORITIES, TASK_STATUSES, TITLE_MAX, USERNAME_MAX, fold_name
 
 
 def utcnow() -> datetime:

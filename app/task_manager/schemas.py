@@ -38,20 +38,22 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model,
 from pydantic_core import PydanticCustomError, core_schema
 
 from . import passwords
+from .limits import (
+    DESCRIPTION_MAX,
+    DEVICE_TOKEN_MAX,
+    PASSWORD_MAX,
+    PASSWORD_MIN,
+    SEARCH_MAX,
+    SORT_KEYS,
+    STATUS_FILTERS,
+    TASK_PRIORITIES,
+    TASK_STATUSES,
+    TITLE_MAX,
+    USERNAME_MAX,
+    USERNAME_MIN,
+    fold_name,
+)
 
-TASK_STATUSES = ("pending", "in_progress", "completed")
-TASK_PRIORITIES = ("low", "medium", "high")
-STATUS_FILTERS = (*TASK_STATUSES, "active")
-SORT_KEYS = ("created_at", "due_date", "priority", "title")
-TITLE_MAX = 200
-DESCRIPTION_MAX = 5000
-SEARCH_MAX = 200
-USERNAME_MIN = 3
-USERNAME_MAX = 64
-PASSWORD_MIN = 12
-PASSWORD_MAX = 256
-# A device token (devices.py) is about 100 characters; a longer one is no token of ours.
-DEVICE_TOKEN_MAX = 512
 # Control characters (C0, DEL, C1), format characters (bidi overrides such as U+202E,
 # zero-width characters) and line/paragraph separators: invisible, they can reorder what
 # a person reads, ring terminals or end lines in whatever shows the text. Surrogates
@@ -146,11 +148,6 @@ class Rule:
         if description:
             json_schema["description"] = description
         return json_schema
-
-
-def fold_name(value: str) -> str:
-    """A username as it is stored and compared (users.username's index holds lower(username))."""
-    return unicodedata.normalize("NFKC", value).lower()
 
 
 @dataclass(frozen=True)

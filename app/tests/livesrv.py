@@ -24,7 +24,7 @@ def free_port() -> int:
 
 
 def _run_cli(env: dict, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "task_manager.cli", *args], env=env, check=True, capture_output=True,
+    subprocess.run([sys.executable, "-m", "task_manager", *args], env=env, check=True, capture_output=True,
                    timeout=120, cwd=APP_DIR)
 
 

@@ -314,7 +314,7 @@ def test_two_hosts_migrating_at_once_take_turns(tmp_path, new_database, pg_clust
     with psycopg.connect(host=str(pg_cluster.socket_dir), dbname=database, user="postgres", autocommit=True) as lock:
         lock.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
         hosts = [
-            subprocess.Popen([sys.executable, "-m", "task_manager.cli", "migrate"], cwd=APP_DIR, text=True,
+            subprocess.Popen([sys.executable, "-m", "task_manager", "migrate"], cwd=APP_DIR, text=True,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              env={**env, "TASK_MANAGER_INSTANCE_PATH": str(tmp_path / f"host{n}"),
                                   "TASK_MANAGER_LOG_DIR": str(tmp_path / f"logs{n}")})

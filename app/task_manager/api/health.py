@@ -9,11 +9,6 @@ always get them.
 
 from __future__ import annotations
 
-import json
-import sys
-from functools import cache
-from pathlib import Path
-
 from flask import Blueprint, current_app, jsonify, request
 from flask_jwt_extended import verify_jwt_in_request
 from flask_jwt_extended.exceptions import JWTExtendedException
@@ -21,8 +16,9 @@ from jwt import PyJWTError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import __version__, metrics, proxy
+from .. import metrics, proxy
 from ..extensions import db, engine_name
+from ..release import __version__, release_info
 from ..verified_tokens import verify_access_token
 
 bp = Blueprint("health", __name__)
@@ -51,18 +47,6 @@ def _answer(body: dict, full_details: bool, status: int = 200):
     response = jsonify(body)
     response.status_code = status
     return response
-
-
-@cache
-def release_info(path: str | None) -> dict:
-    # A deployed release lives in releases/<version>/ with its venv inside it, so
-    # the release record sits beside the venv unless the config names another file.
-    candidate = Path(path) if path else Path(sys.prefix).parent / "RELEASE.json"
-    try:
-        data = json.loads(candidate.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return {k: data[k] for k in ("release", "revision", "built_at") if k in data}
 
 
 @bp.get("/health")
