@@ -568,22 +568,26 @@ def run_add_key(config: dict, _args) -> dict:
 
 
 def run_share(config: dict, _args) -> dict:
-    """As the backup account: every set directory and file it owns (not the safety sets)
-    given the backup directory's group, readable by it, without following a link."""
+    """As the backup account: every kind's folder it owns and the sets in it (not the safety
+    sets, not the drill, not its own hidden files such as locks) given the backup directory's
+    group, readable by it, without following a link."""
     backup_dir = Path(config["backup_dir"])
     gid = backup_dir.stat().st_gid
     changed = 0
-    for directory, subdirs, files in os.walk(backup_dir):
-        here = Path(directory)
-        subdirs[:] = [d for d in subdirs if not (here == backup_dir and d == "safety")]
-        for name, mode in [*((d, 0o2750) for d in subdirs), *((f, 0o640) for f in files)]:
+    kinds = [d.name for d in backup_dir.iterdir() if not d.name.startswith(".") and d.name not in ("safety", DRILL_DIR)]
+    for kind in sorted(kinds):
+        entries = [(backup_dir / kind, 0o2750)]
+        if (backup_dir / kind).is_dir() and not (backup_dir / kind).is_symlink():
+            entries += [(f, 0o640) for f in sorted((backup_dir / kind).iterdir()) if not f.name.startswith(".")]
+        for path, mode in entries:
             try:
-                fd = os.open(here / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
             except OSError:
                 continue  # a link, or gone: nothing of ours to open
             try:
                 info = os.fstat(fd)
-                ours = info.st_uid == os.geteuid() and (stat.S_ISDIR(info.st_mode) or stat.S_ISREG(info.st_mode))
+                kind_ok = stat.S_ISDIR(info.st_mode) if mode == 0o2750 else stat.S_ISREG(info.st_mode)
+                ours = info.st_uid == os.geteuid() and kind_ok
                 if ours and (info.st_gid != gid or stat.S_IMODE(info.st_mode) != mode):
                     os.fchown(fd, -1, gid)
                     os.fchmod(fd, mode)
