@@ -339,13 +339,13 @@ def test_the_backup_account_shares_its_older_sets_with_the_offsite_account_witho
         assert (info.st_gid, oct(info.st_mode & 0o7777)) == (nogroup, "0o2750" if path.is_dir() else "0o640"), path
     assert (outside.stat().st_gid, oct(outside.stat().st_mode & 0o777)) == (0, "0o600")
     assert (repo.backup_dir / "safety").stat().st_gid != nogroup
-    assert run(capsys, "share")[1] == {"changed": False, "shared": 0}
+    assert run(capsys, "share")[1] == {"changed": False, "shared": 0, "paths": []}
     # The backup command's own files (a lock, a scratch file) are no set: left as they are,
     # so that a deploy after a backup changes nothing.
     for hidden in (repo.backup_dir / ".lock", repo.backup_dir / "daily" / ".scratch"):
         hidden.write_text("", encoding="utf-8")
         hidden.chmod(0o600)
-    assert run(capsys, "share")[1] == {"changed": False, "shared": 0}
+    assert run(capsys, "share")[1] == {"changed": False, "shared": 0, "paths": []}
 
 
 @pytest.mark.skipif(not Path("/usr/bin/rclone").exists(), reason="/usr/bin/rclone is missing (apt install rclone)")

@@ -1028,7 +1028,10 @@ def drop_privileges(config: dict) -> None:
         gid = grp.getgrnam(group).gr_gid
     except KeyError as exc:
         raise BackupError(f"the service account {exc} does not exist") from None
-    os.setgroups([])
+    # The account's own groups too, as runuser gives them: a root run then sets a kind's
+    # folder setgid to the off-host account's group just as cron's run does (the kernel
+    # drops the bit, silently, for an owner outside the folder's group).
+    os.initgroups(user, gid)
     os.setgid(gid)
     os.setuid(uid)
     os.environ["HOME"] = config["backup_dir"]

@@ -573,7 +573,7 @@ def run_share(config: dict, _args) -> dict:
     group, readable by it, without following a link."""
     backup_dir = Path(config["backup_dir"])
     gid = backup_dir.stat().st_gid
-    changed = 0
+    changed: list[str] = []
     kinds = [d.name for d in backup_dir.iterdir() if not d.name.startswith(".") and d.name not in ("safety", DRILL_DIR)]
     for kind in sorted(kinds):
         entries = [(backup_dir / kind, 0o2750)]
@@ -591,10 +591,10 @@ def run_share(config: dict, _args) -> dict:
                 if ours and (info.st_gid != gid or stat.S_IMODE(info.st_mode) != mode):
                     os.fchown(fd, -1, gid)
                     os.fchmod(fd, mode)
-                    changed += 1
+                    changed.append(str(path))
             finally:
                 os.close(fd)
-    return {"changed": bool(changed), "shared": changed}
+    return {"changed": bool(changed), "shared": len(changed), "paths": changed[:20]}
 
 
 def run_status(config: dict, _args) -> dict:
