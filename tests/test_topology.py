@@ -63,3 +63,42 @@ def test_ansible_finds_every_filter_by_its_contract_name():
     names = topology.FilterModule().filters()
     assert all(name.startswith("task_manager_") for name in names)
     assert {"task_manager_backup_takers", "task_manager_ca_host"} <= set(names)
+
+
+@pytest.mark.parametrize(("groups", "hosts"), [
+    (ONE_HOST, ["app1"]),
+    (MONITORED, ["mon", "app1"]),
+    (CLUSTER, ["db", "backup", "lb", "mon", "app1", "app2"]),
+    # A host the inventory holds for something else is never part of a deployment.
+    ({**CLUSTER, "all": [*CLUSTER["all"], "mail"], "ungrouped": ["mail"]},
+     ["db", "backup", "lb", "mon", "app1", "app2"]),
+    ({"all": ["both"], "task_manager": ["both"], "monitoring": ["both"]}, ["both"]),
+])
+def test_a_deployment_is_its_groups_hosts_each_once_in_the_order_they_are_checked(groups, hosts):
+    assert topology.deployment_hosts(groups) == hosts
+
+
+def test_each_host_runs_the_checks_of_each_of_its_groups_once_in_order():
+    assert topology.preflight_roles(["db"], "deploy") == [
+        "postgresql", "backup", "offsite_backup", "node_exporter", "host_report", "notify"]
+    assert topology.preflight_roles(["lb"], "deploy") == ["haproxy", "node_exporter"]
+    # An app host that also holds the monitoring: both groups' checks, node_exporter's once.
+    both = topology.preflight_roles(["monitoring", "task_manager"], "deploy")
+    assert both[:2] == ["monitoring", "node_exporter"] and both.count("node_exporter") == 1
+    assert set(both) == {"monitoring", *topology.APP_HOST_CHECKS}
+    assert topology.preflight_roles(["backup"], "migrate-to-postgresql") == []
+    assert topology.preflight_roles(["task_manager"], "migrate-to-postgresql")[0] == "move_to_postgresql"
+    with pytest.raises(ValueError, match="no preflight map for the runbook 'deplyo'"):
+        topology.preflight_roles(["db"], "deplyo")
+
+
+def test_every_role_the_preflight_map_names_has_checks():
+    for runbook in topology.PREFLIGHT.values():
+        for roles in runbook.values():
+            for role in roles:
+                assert (ROOT / "roles" / role / "tasks" / "preflight.yml").is_file(), role
+
+
+def test_automatic_workers_count_as_the_most_they_can_reach():
+    assert topology.worker_counts([0, 3, "0", "5", None], 4) == [4, 3, 4, 5, 4]
+    assert topology.worker_counts([], 4) == []

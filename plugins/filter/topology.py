@@ -66,6 +66,58 @@ def backup_dir_access(host: str, groups: dict, service_group: str, offsite_user:
     return {"group": "postgres" if db and host == db[0] else service_group, "mode": "0700"}
 
 
+# The groups a deployment is made of, in the order their hosts are checked and deployed.
+GROUP_ORDER = ("db", "backup", "lb", "monitoring", APP_GROUP)
+
+# What each runbook checks on a host of each group before it changes anything: the roles
+# whose `preflight` entry points run there. A host in several groups runs the union, in
+# this order, each role once.
+APP_HOST_CHECKS = ("base", "backup", "offsite_backup", "app_service", "app_release", "web", "logrotate",
+                   "health_gate", "maintenance", "host_report", "recover", "node_exporter", "notify")
+PREFLIGHT = {
+    "deploy": {
+        "db": ("postgresql", "backup", "offsite_backup", "node_exporter", "host_report", "notify"),
+        "backup": ("offsite_backup", "node_exporter"),
+        "lb": ("haproxy", "node_exporter"),
+        "monitoring": ("monitoring", "node_exporter"),
+        APP_GROUP: APP_HOST_CHECKS,
+    },
+    "migrate-to-postgresql": {
+        "db": ("postgresql", "backup"),
+        APP_GROUP: ("move_to_postgresql", "base", "backup", "app_service", "web", "health_gate"),
+    },
+}
+
+
+def deployment_hosts(groups: dict, app_group: str = APP_GROUP) -> list[str]:
+    """Every host a deployment is made of (the db, backup, lb, monitoring and app groups'),
+    each once, in the order they are checked: a host the inventory holds for anything
+    else is never touched."""
+    hosts: list[str] = []
+    for name in (*GROUP_ORDER[:-1], app_group):
+        hosts += [host for host in _members(groups, name) if host not in hosts]
+    return hosts
+
+
+def preflight_roles(group_names: list[str], runbook: str) -> list[str]:
+    """The roles whose checks run on a host in these groups before the runbook changes
+    anything (the preflight role includes each one's `preflight` tasks)."""
+    if runbook not in PREFLIGHT:
+        raise ValueError(f"no preflight map for the runbook {runbook!r}: add it to PREFLIGHT in {__name__}")
+    roles: list[str] = []
+    for name in GROUP_ORDER:
+        if name in group_names:
+            roles += [role for role in PREFLIGHT[runbook].get(name, ()) if role not in roles]
+    return roles
+
+
+def worker_counts(configured: list, most_when_automatic: int) -> list[int]:
+    """Each app host's gunicorn workers as the database must count them: the number set in
+    the inventory, or, where it is 0 (automatic, from the host's CPUs), the most the
+    automatic count can reach."""
+    return [int(value or 0) or int(most_when_automatic) for value in configured]
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -75,4 +127,7 @@ class FilterModule:
             "task_manager_backup_account": backup_account,
             "task_manager_metrics_account": metrics_account,
             "task_manager_backup_dir_access": backup_dir_access,
+            "task_manager_deployment_hosts": deployment_hosts,
+            "task_manager_preflight_roles": preflight_roles,
+            "task_manager_worker_counts": worker_counts,
         }
