@@ -239,6 +239,17 @@ def half_full(path):
     return USAGE(1000 << 20, 500 << 20, 500 << 20)
 
 
+DEFAULT_SCHEDULE = """#Ansible: task-manager daily backup
+30 2 * * * root /usr/bin/systemctl start task-manager-backup@daily.service
+#Ansible: task-manager weekly backup
+0 3 * * 0 root /usr/bin/systemctl start task-manager-backup@weekly.service
+#Ansible: task-manager monthly backup
+0 4 1 * * root /usr/bin/systemctl start task-manager-backup@monthly.service
+#Ansible: task-manager backup retention
+15 5 * * * root /usr/local/sbin/task-manager-backup prune >/dev/null
+"""
+
+
 class Host:
     """The service's files under tmp_path and the settings, state and facts files naming them."""
 
@@ -260,6 +271,11 @@ class Host:
         monkeypatch.setenv("TASK_MANAGER_LAYOUT", str(tmp_path / "backup.json"))
         monkeypatch.setenv("TASK_MANAGER_CHECK_STATE", str(self.state))
         monkeypatch.setenv("TASK_MANAGER_CHECK_FACTS", str(tmp_path / "facts.json"))
+        # The backup role's default schedule, as it writes it: daily, weekly, monthly.
+        self.cron = tmp_path / "cron.d"
+        self.cron.mkdir()
+        self.schedule(DEFAULT_SCHEDULE)
+        monkeypatch.setenv("TASK_MANAGER_CRON_DIR", str(self.cron))
         systemctl = tmp_path / "bin" / "systemctl"
         systemctl.parent.mkdir()
         systemctl.write_text(SYSTEMCTL_SHOW, encoding="utf-8")
@@ -268,6 +284,9 @@ class Host:
         # Disks half full, whatever this machine's are.
         monkeypatch.setattr(shutil, "disk_usage", half_full)
         self.urls = ["--api-url", server + "/health", "--web-url", server + "/health"]
+
+    def schedule(self, lines: str) -> None:
+        (self.cron / "task-manager-backup").write_text(lines, encoding="utf-8")
 
     def backup_set(self, kind: str, hours_old: float) -> None:
         write_backup_manifest(self.backups, kind, hours_old)
@@ -564,3 +583,48 @@ def test_fail_on_breach_exits_2_naming_the_limits_and_0_when_all_are_kept(host, 
     status, doc, err = run(capsys, host, "--no-record", "--fail-on-breach", "--max-disk-percent", "10")
     assert status == 2
     assert doc["breaches"] and "LIMITS BROKEN: disk is 50.0 % used (limit 10)" in err
+
+
+@pytest.mark.parametrize(("field", "low", "high", "values"), [
+    ("*", 0, 6, set(range(7))),
+    ("5", 0, 59, {5}),
+    ("1-3,10", 1, 31, {1, 2, 3, 10}),
+    ("*/15", 0, 59, {0, 15, 30, 45}),
+    ("8-18/5", 0, 23, {8, 13, 18}),
+])
+def test_cron_fields_read_as_cron_reads_them(field, low, high, values):
+    assert check.cron_values(field, low, high) == values
+
+
+@pytest.mark.parametrize(("specs", "gap"), [
+    (["30 2 * * *", "0 3 * * 0", "0 4 1 * *"], 24.0),  # the default: daily decides
+    (["0 3 * * 0", "0 4 1 * *"], 168.0),  # weekly and monthly: a week
+    (["0 4 1 * *"], 744.0),  # monthly alone: the longest month
+    (["45 * * * *", "30 2 * * *"], 1.0),  # hourly sets
+    (["0 3 * * 7"], 168.0),  # 7 is Sunday too
+    (["0 3 1,15 * 1"], 168.0),  # day and weekday both given: either one runs it
+    (["0 2 * * 1-5"], 72.0),  # weekdays: Friday night to Monday night
+    ([], None),
+])
+def test_the_longest_gap_between_two_backups_follows_the_schedule(specs, gap):
+    assert check.longest_gap_hours(specs) == gap
+
+
+def test_the_backup_age_limit_comes_from_the_schedule_on_the_host_unless_given(host, capsys):
+    host.backup_set("weekly", 100)
+    host.schedule("0 3 * * 0 root /usr/bin/systemctl start task-manager-backup@weekly.service\n")
+    textfile = host.root / "figures.prom"
+    status, doc, err = run(capsys, host, "--no-record", "--textfile", str(textfile))
+    assert status == 0, err
+    # A weekly schedule: a backup 100 h old is on time, and the alert's limit says so too.
+    assert doc["limits"]["backup_age_hours"] == 170
+    assert not [b for b in doc["breaches"] if "backup" in b]
+    assert read_textfile(textfile)[("task_manager_check_limit", "newest_backup_age_hours")] == 170.0
+    # Given in the inventory, the limit is that one.
+    status, doc, _ = run(capsys, host, "--no-record", "--max-backup-age-hours", "48")
+    assert doc["limits"]["backup_age_hours"] == 48
+    assert "newest backup is 100.0 h old (limit 48)" in doc["breaches"]
+    # Cron turned off (no schedule), or a line cron would refuse: the daily schedule's limit.
+    for lines in ("", "61 3 * * 0 root /usr/bin/systemctl start task-manager-backup@weekly.service\n"):
+        host.schedule(lines)
+        assert check.backup_age_limit(None, host.cron) == check.UNSCHEDULED_BACKUP_AGE_HOURS == 26

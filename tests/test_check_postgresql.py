@@ -70,6 +70,9 @@ class DbHost:
         monkeypatch.setenv("PGHOST", str(cluster.socket_dir))
         monkeypatch.setenv("PGUSER", "postgres")
         monkeypatch.delenv("PG_STATE", raising=False)
+        # No backup schedule in cron here: the limit is the daily schedule's (26 h).
+        (tmp_path / "cron.d").mkdir()
+        monkeypatch.setenv("TASK_MANAGER_CRON_DIR", str(tmp_path / "cron.d"))
         systemctl = tmp_path / "bin" / "systemctl"
         systemctl.parent.mkdir()
         systemctl.write_text(SYSTEMCTL_SHOW, encoding="utf-8")

@@ -3,7 +3,7 @@
 limits, measured on the host and printed as one JSON document.
 
   task-manager-check [--max-response-ms 200] [--max-db-mb 100] [--max-memory-mb 512]
-                     [--max-cpu-percent 50] [--max-disk-percent 80] [--max-backup-age-hours 26]
+                     [--max-cpu-percent 50] [--max-disk-percent 80] [--max-backup-age-hours H]
                      [--max-connections-percent 80] [--max-errors N] [--max-failed-logins N] [--no-record]
 
 The layout says which host this is, and so what is measured ("kind" in the document):
@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import itertools
 import json
 import os
 import re
@@ -49,7 +50,7 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 # Where it reads and keeps things; the environment may point elsewhere (the tests do).
@@ -459,14 +460,89 @@ def measure_database(config: dict) -> dict:
     }
 
 
+# The backups' schedule, as the backup role writes it in cron: each line starts one kind's
+# unit. The newest backup may be as old as the longest gap between two runs, plus the time
+# a run takes and a little slack; without a schedule (cron turned off), the daily one's.
+CRON_DIR = "/etc/cron.d"
+BACKUP_CRON_LINE = re.compile(r"^\s*(?P<spec>(\S+\s+){4}\S+)\s+\S+\s+.*task-manager-backup@(?P<kind>[a-z-]+)\.service")
+BACKUP_SLACK_HOURS = 2
+UNSCHEDULED_BACKUP_AGE_HOURS = 26
+CRON_FIELDS = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
+
+
+def cron_values(field: str, low: int, high: int) -> set[int]:
+    """One cron field's values: *, N, A-B, */S, A-B/S and lists of them."""
+    values: set[int] = set()
+    for part in field.split(","):
+        span, _, step = part.partition("/")
+        if span == "*":
+            first, last = low, high
+        elif "-" in span:
+            first, last = (int(x) for x in span.split("-", 1))
+        else:
+            first = last = int(span)
+        if not low <= first <= last <= high:
+            raise ValueError(f"{part} is outside {low}-{high}")
+        values |= set(range(first, last + 1, int(step) if step else 1))
+    return values
+
+
+def backup_schedule(cron_dir: Path) -> list[str]:
+    """The five-field times of the cron lines that start a backup, in the project's cron files."""
+    specs = []
+    for path in sorted(cron_dir.glob("task-manager-*")):
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        specs += [match.group("spec") for match in map(BACKUP_CRON_LINE.match, lines) if match]
+    return specs
+
+
+def longest_gap_hours(specs: list[str], start: datetime | None = None, days: int = 400) -> float | None:
+    """The longest time between two runs of any of these cron times, over a year and a bit
+    (every month length and weekday meet): None when they never run."""
+    start = (start or datetime(2026, 1, 1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    runs: list[datetime] = []
+    for spec in specs:
+        fields = spec.split()
+        minutes, hours, days_of_month, months, weekdays = (
+            cron_values(field, low, high) for field, (low, high) in zip(fields, CRON_FIELDS, strict=True))
+        weekdays = {day % 7 for day in weekdays}
+        # cron's rule: with both the day of the month and the weekday restricted, either runs it.
+        either = fields[2] != "*" and fields[4] != "*"
+        for offset in range(days):
+            day = start + timedelta(days=offset)
+            by_date, by_weekday = day.day in days_of_month, day.isoweekday() % 7 in weekdays
+            if day.month in months and ((by_date or by_weekday) if either else (by_date and by_weekday)):
+                runs += [day.replace(hour=h, minute=m) for h in sorted(hours) for m in sorted(minutes)]
+    runs.sort()
+    if not runs:
+        return None
+    gaps = [(later - earlier).total_seconds() / 3600 for earlier, later in itertools.pairwise(runs)]
+    return round(max(gaps), 2) if gaps else None
+
+
+def backup_age_limit(given: float | None, cron_dir: Path | None = None) -> float:
+    """The limit the newest backup's age is held to: the one given, else the schedule's."""
+    if given:
+        return given
+    try:
+        gap = longest_gap_hours(backup_schedule(cron_dir or Path(os.environ.get("TASK_MANAGER_CRON_DIR", CRON_DIR))))
+    except ValueError:
+        gap = None
+    return UNSCHEDULED_BACKUP_AGE_HOURS if gap is None else gap + BACKUP_SLACK_HOURS
+
+
 def limits_from(args: argparse.Namespace, kind: str = "app") -> dict:
+    backup_age_hours = backup_age_limit(args.max_backup_age_hours)
     if kind == "database":
         return {"database_mb": args.max_db_mb, "connections_percent": args.max_connections_percent,
-                "disk_percent": args.max_disk_percent, "backup_age_hours": args.max_backup_age_hours}
+                "disk_percent": args.max_disk_percent, "backup_age_hours": backup_age_hours}
     return {
         "response_ms": args.max_response_ms, "database_mb": args.max_db_mb, "memory_mb": args.max_memory_mb,
         "cpu_percent": args.max_cpu_percent, "disk_percent": args.max_disk_percent,
-        "backup_age_hours": args.max_backup_age_hours, "errors": args.max_errors,
+        "backup_age_hours": backup_age_hours, "errors": args.max_errors,
         "failed_logins": args.max_failed_logins,
     }
 
@@ -552,7 +628,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-memory-mb", type=float, default=512)
     parser.add_argument("--max-cpu-percent", type=float, default=50)
     parser.add_argument("--max-disk-percent", type=float, default=80)
-    parser.add_argument("--max-backup-age-hours", type=float, default=26)
+    parser.add_argument("--max-backup-age-hours", type=float, default=None,
+                        help="the newest backup's age limit; by default the backup schedule's longest gap + 2 h")
     parser.add_argument("--max-connections-percent", type=float, default=80)
     parser.add_argument("--max-errors", type=int, default=None)
     parser.add_argument("--max-failed-logins", type=int, default=None)
