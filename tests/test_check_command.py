@@ -328,7 +328,8 @@ def test_the_document_has_every_key_the_role_reads(host, capsys):
     assert (doc["release"], doc["version"]) == ("20250101-abc", "1.4.0")
     assert [h["release"] for h in doc["history"]] == ["r0", "r1", "r2", "r3", "r4"]
     assert doc["limits"] == {"response_ms": 200, "database_mb": 100, "memory_mb": 512, "cpu_percent": 50,
-                             "disk_percent": 80, "backup_age_hours": 26, "errors": 0, "failed_logins": 5}
+                             "disk_percent": 80, "backup_age_hours": 26, "errors": 0, "failed_logins": 5,
+                             "failed_logins_5m": 20}
     assert doc["breaches"] == ["1 errors in errors.log since the last check (limit 0)"]
     assert json.loads(host.state.read_text(encoding="utf-8")) == {"last_check": doc["checked_at"]}
 
@@ -487,6 +488,9 @@ def test_the_textfile_holds_each_figure_beside_the_limit_it_is_held_to(host, cap
     assert figures[("task_manager_check_limit", "database_mb")] == 100.0
     assert 29.9 < figures[("task_manager_check_figure", "newest_backup_age_hours")] < 30.1
     assert figures[("task_manager_check_limit", "newest_backup_age_hours")] == 26.0
+    # The failed sign-in burst the alert fires on: a limit with no figure of the check's.
+    assert figures[("task_manager_check_limit", "failed_logins_5m")] == 20.0
+    assert ("task_manager_check_figure", "failed_logins_5m") not in figures
     # Not measured (no main PID): no figure, and no alert can compare it; its limit is kept.
     assert ("task_manager_check_figure", "cpu_percent") not in figures
     assert figures[("task_manager_check_limit", "cpu_percent")] == 50.0

@@ -543,7 +543,7 @@ def limits_from(args: argparse.Namespace, kind: str = "app") -> dict:
         "response_ms": args.max_response_ms, "database_mb": args.max_db_mb, "memory_mb": args.max_memory_mb,
         "cpu_percent": args.max_cpu_percent, "disk_percent": args.max_disk_percent,
         "backup_age_hours": backup_age_hours, "errors": args.max_errors,
-        "failed_logins": args.max_failed_logins,
+        "failed_logins": args.max_failed_logins, "failed_logins_5m": args.failed_login_burst,
     }
 
 
@@ -633,6 +633,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-connections-percent", type=float, default=80)
     parser.add_argument("--max-errors", type=int, default=None)
     parser.add_argument("--max-failed-logins", type=int, default=None)
+    parser.add_argument("--failed-login-burst", type=int, default=20,
+                        help="failed sign-ins in 5 minutes that the monitoring alerts on (published, not judged here)")
     parser.add_argument("--no-record", action="store_true")
     parser.add_argument("--fail-on-breach", action="store_true",
                         help="exit 2 when a limit is broken (the daily timer's unit, whose failure is told)")
@@ -674,6 +676,8 @@ def textfile(report: dict, relay: str | None = None) -> str:
     rows = [(key, report.get(key), report["limits"].get(limit)) for key, limit, _ in table]
     rows.append(("newest_backup_age_hours", report.get("newest_backup_age_hours"),
                  None if report.get("database_checked_on") else report["limits"].get("backup_age_hours")))
+    # A limit with no figure of the check's: the alert counts the API's own failed sign-ins.
+    rows.append(("failed_logins_5m", None, report["limits"].get("failed_logins_5m")))
     lines = ["# HELP task_manager_check_figure A figure the on-host check measured",
              "# TYPE task_manager_check_figure gauge"]
     lines += [f'task_manager_check_figure{{figure="{key}"}} {value:g}' for key, value, _ in rows if value is not None]
