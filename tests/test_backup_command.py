@@ -60,7 +60,7 @@ class Host:
         # Running as root, the command drops to the configured account (this one) and sets
         # HOME: monkeypatch puts HOME back, and initgroups must not change the test run's groups.
         monkeypatch.setenv("HOME", str(tmp_path))
-        monkeypatch.setattr(os, "initgroups", lambda user, gid: None)
+        monkeypatch.setattr(os, "setgroups", lambda groups: None)
         # No systemd in a test: the service is not running unless a test says so.
         monkeypatch.setattr(backup, "SYSTEMCTL", str(tmp_path / "no-systemctl"))
 
@@ -629,13 +629,14 @@ def test_restoring_an_encrypted_set_without_gpg_names_gpg_and_tries_no_older_set
 def test_drop_privileges_switches_to_the_configured_account(host, monkeypatch):
     calls = []
     monkeypatch.setattr(os, "geteuid", lambda: 0)
-    monkeypatch.setattr(os, "initgroups", lambda user, gid: calls.append(("initgroups", user, gid)))
+    monkeypatch.setattr(os, "setgroups", lambda groups: calls.append(("setgroups", groups)))
     monkeypatch.setattr(os, "setgid", lambda gid: calls.append(("setgid", gid)))
     monkeypatch.setattr(os, "setuid", lambda uid: calls.append(("setuid", uid)))
     backup.drop_privileges(host.config)
-    # The account's own supplementary groups (the off-host account's, on a host that copies
-    # off-host), so that a root run sets a kind's folder setgid as cron's run does.
-    assert calls == [("initgroups", host.config["user"], os.getgid()), ("setgid", os.getgid()), ("setuid", os.getuid())]
+    # Its group and the backup directory's (the off-host account's, on a host that copies
+    # off-host), so that a root run keeps a kind's folder setgid as cron's run does.
+    shared = host.backup_dir.stat().st_gid
+    assert calls == [("setgroups", sorted({os.getgid(), shared})), ("setgid", os.getgid()), ("setuid", os.getuid())]
     assert os.environ["HOME"] == str(host.backup_dir)
     with pytest.raises(backup.BackupError, match="does not exist"):
         backup.drop_privileges({**host.config, "user": "no-such-user-here"})

@@ -53,7 +53,7 @@ def host(pg_cluster, tmp_path, monkeypatch):
     monkeypatch.setenv("TASK_MANAGER_LAYOUT", str(config_file))
     monkeypatch.setenv("PGHOST", str(cluster.socket_dir))
     monkeypatch.setenv("PGUSER", "postgres")
-    monkeypatch.setattr(os, "initgroups", lambda user, gid: None)
+    monkeypatch.setattr(os, "setgroups", lambda groups: None)
     monkeypatch.setenv("HOME", str(tmp_path))
     yield type("Host", (), {"dir": backup_dir, "config": config, "config_file": config_file, "cluster": cluster})
     cluster.drop_database(DB)

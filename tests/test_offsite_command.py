@@ -430,3 +430,35 @@ def test_a_fetched_set_is_placed_only_as_plain_files_of_its_own_kind(repo):
     with pytest.raises(offsite.OffsiteError, match="nothing placed"):
         offsite.place(config, {"entry": {**entry, "files": {"../../x": {}}}}, drill=False)
     assert not (repo.root / "instance" / "backup_1.json").exists()
+
+
+def test_a_snapshot_holding_a_link_is_refused_before_any_mode_changes(repo, capsys):
+    """Whoever writes snapshots (a source once compromised, the backup host's key) could
+    restore a link to the off-host account's own password: the fetch refuses the snapshot
+    and never changes a mode through it."""
+    secret = repo.root / "password"
+    secret.chmod(0o400)
+    forged = repo.root / "forged"
+    forged.mkdir()
+    stamp = "20261201_000000_000000"
+    (forged / f"backup_{stamp}.json").write_text(json.dumps({"kind": "daily", "stamp": stamp, "files": {
+        f"task_manager_{stamp}.db": {"sha256": offsite.sha256(secret)}}}), encoding="utf-8")
+    (forged / f"task_manager_{stamp}.db").symlink_to(secret)
+    offsite.restic(offsite.load_config(), "backup", "--host", "tm-app1", "--tag", offsite.TAG, "--tag", "kind:daily",
+                   "--tag", f"stamp:{stamp}", str(forged))
+    status, _, err = run(capsys, "fetch", stamp)
+    assert status != 0 and "which is no plain file or folder" in err, err
+    assert oct(secret.stat().st_mode & 0o777) == "0o400"
+    assert list((repo.backup_dir).glob("daily/*")) == []
+
+
+def test_a_set_whose_manifest_names_a_path_outside_its_folder_is_not_copied(repo, capsys):
+    daily = take(capsys, "--kind", "daily")
+    entry = {**daily, "dir": str(repo.backup_dir / "daily"), "files": {"../../password": {"sha256": "x"}}}
+    with pytest.raises(offsite.OffsiteError, match="does not match its manifest"):
+        offsite.set_paths(entry)
+    link = repo.backup_dir / "daily" / "linked.db"
+    link.symlink_to(repo.root / "password")
+    entry["files"] = {"linked.db": {"sha256": offsite.sha256(repo.root / "password")}}
+    with pytest.raises(offsite.OffsiteError, match="does not match its manifest"):
+        offsite.set_paths(entry)

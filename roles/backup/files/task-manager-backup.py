@@ -1028,10 +1028,14 @@ def drop_privileges(config: dict) -> None:
         gid = grp.getgrnam(group).gr_gid
     except KeyError as exc:
         raise BackupError(f"the service account {exc} does not exist") from None
-    # The account's own groups too, as runuser gives them: a root run then sets a kind's
-    # folder setgid to the off-host account's group just as cron's run does (the kernel
-    # drops the bit, silently, for an owner outside the folder's group).
-    os.initgroups(user, gid)
+    # Its group and the backup directory's, no other (not the TLS key's on the db host): a
+    # root run then keeps a kind's folder setgid to the off-host account's group as cron's
+    # run does (the kernel drops the bit, silently, for an owner outside the folder's group).
+    try:
+        shared = os.stat(config["backup_dir"]).st_gid
+    except OSError:
+        shared = gid
+    os.setgroups(sorted({gid, shared}))
     os.setgid(gid)
     os.setuid(uid)
     os.environ["HOME"] = config["backup_dir"]

@@ -149,14 +149,21 @@ def restic_env(config: dict) -> dict:
     return env
 
 
-def restic(config: dict, *args: str, timeout: float = 3600, stdin: str | None = None) -> str:
-    """restic with the settings' repository and password file; its stdout, or an error
-    naming what restic said."""
+def restic(config: dict, *args: str, timeout: float = 3600, stdin: str | None = None,
+           password: str | None = None) -> str:
+    """restic with the settings' repository and password file (or a password given, in its
+    environment: never a command line or a file); its stdout, or an error naming what
+    restic said."""
     if not os.access(RESTIC, os.X_OK):
         raise OffsiteError(f"{RESTIC} is missing: off-host copies need restic (apt install restic)")
-    if not Path(config["password_file"]).is_file():
+    env = restic_env(config)
+    argv = [RESTIC, "--repo", config["repository"], "--quiet"]
+    if password is not None:
+        env["RESTIC_PASSWORD"] = password
+    elif Path(config["password_file"]).is_file():
+        argv[3:3] = ["--password-file", config["password_file"]]
+    else:
         raise OffsiteError(f"the repository's password file {config['password_file']} is missing")
-    argv = [RESTIC, "--repo", config["repository"], "--password-file", config["password_file"], "--quiet"]
     if config.get("rclone_program"):
         # The backup host's forced command decides what runs there (rclone serve restic
         # --append-only on this host's repository): what is sent is for the log only.
@@ -166,7 +173,7 @@ def restic(config: dict, *args: str, timeout: float = 3600, stdin: str | None = 
         argv.append("--no-cache")
     try:
         # S603: a fixed absolute program and an argument list, no shell.
-        done = subprocess.run([*argv, *args], capture_output=True, text=True, env=restic_env(config),  # noqa: S603
+        done = subprocess.run([*argv, *args], capture_output=True, text=True, env=env,  # noqa: S603
                               timeout=timeout, check=False, input=stdin)
     except subprocess.TimeoutExpired:
         raise OffsiteError(f"restic {args[0]} did not finish within {timeout:.0f} s") from None
@@ -203,13 +210,21 @@ def local_sets(config: dict) -> list[dict]:
     return sorted(found, key=lambda m: m["stamp"])
 
 
+def regular_file(path: Path) -> bool:
+    """A regular file itself, not a link to one."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except OSError:
+        return False
+
+
 def set_paths(entry: dict) -> list[Path]:
     """The manifest and its files, once every file matches the manifest's sha256."""
     directory = Path(entry["dir"])
     paths = [Path(entry["manifest"])]
     for name, meta in entry.get("files", {}).items():
         path = directory / name
-        if not path.is_file() or sha256(path) != meta.get("sha256"):
+        if not FILE_NAME.fullmatch(name) or not regular_file(path) or sha256(path) != meta.get("sha256"):
             raise OffsiteError(f"{path} is missing or does not match its manifest: set {entry['stamp']} not copied")
         paths.append(path)
     return paths
@@ -452,14 +467,39 @@ def fetch_to_spool(config: dict, args) -> dict:
     spool.mkdir(mode=0o750)
     snap = choose(snapshots(config), args.selector, args.kind)
     restic(config, "restore", snap["id"], "--target", str(spool))
+    plain = plain_tree(spool, snap["short_id"])
     manifests = list(spool.rglob("backup_*.json"))
     if len(manifests) != 1:
         raise OffsiteError(f"snapshot {snap['short_id']} holds {len(manifests)} manifests, not one")
     entry = {**read_json(manifests[0]), "manifest": str(manifests[0]), "dir": str(manifests[0].parent)}
     set_paths(entry)
-    for path in spool.rglob("*"):  # the backup account reads them through the group
-        path.chmod(0o750 if path.is_dir() else 0o640)
+    for path, is_dir in plain:  # the backup account reads them through the group
+        set_mode_no_follow(path, 0o750 if is_dir else 0o640)
     return {"snapshot": snap, "entry": entry}
+
+
+def plain_tree(root: Path, name: str) -> list[tuple[Path, bool]]:
+    """Every path under root, each a folder or a regular file: a snapshot that holds a link
+    (to this account's password, say) or a device is refused before anything reads it."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        for entry in [*dirs, *files]:
+            path = Path(folder) / entry
+            mode = os.lstat(path).st_mode
+            if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                raise OffsiteError(f"snapshot {name} holds {path.relative_to(root)}, which is no plain file or folder: "
+                                   "refused, nothing placed")
+            found.append((path, stat.S_ISDIR(mode)))
+    return found
+
+
+def set_mode_no_follow(path: Path, mode: int) -> None:
+    """chmod through a descriptor opened without following a link."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 # A set's kind names its folder, and a file's name its file there: nothing else is taken
@@ -556,12 +596,9 @@ def run_add_key(config: dict, _args) -> dict:
     password = sys.stdin.readline().strip()
     if len(password) < 16:
         raise OffsiteError("add-key reads the new key's password (16 characters or more) on stdin")
-    with tempfile.TemporaryDirectory(dir=config["state_dir"]) as scratch:
-        probe = Path(scratch) / "password"
-        probe.write_text(password + "\n", encoding="utf-8")
-        with contextlib.suppress(OffsiteError):
-            restic({**config, "password_file": str(probe)}, "cat", "config")
-            return {"changed": False}
+    with contextlib.suppress(OffsiteError):
+        restic(config, "cat", "config", password=password)
+        return {"changed": False}
     restic(config, "key", "add", stdin=password + "\n")
     log(config, "a key for the backup host's retention added to the repository")
     return {"changed": True}
