@@ -29,6 +29,7 @@ from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from .api.operations import documented
 from .extensions import db
 from .release import __version__, release_info
 
@@ -88,6 +89,11 @@ class BuildInfo:
 
 
 @bp.get("/metrics")
+@documented(
+    "get", "Prometheus metrics (every worker's), for the monitoring host",
+    description=("Prometheus's text format. Never served by the public site: nginx answers it on its metrics port, "
+                 "to the monitoring host and this host only"),
+    responses={"200": {"description": "The metrics", "content": {"text/plain": {"schema": {"type": "string"}}}}})
 def metrics():
     registry = CollectorRegistry()
     if os.environ.get(MULTIPROC_ENV):

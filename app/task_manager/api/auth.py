@@ -16,6 +16,7 @@ from ..extensions import db
 from ..logging_setup import safe
 from ..models import User
 from ..verified_tokens import access_token_required
+from .operations import AUTH_ERRORS, COMMON_ERRORS, NO_STORE, RETRY_AFTER, documented, error, reply
 
 bp = Blueprint("auth", __name__, url_prefix="/api/auth")
 
@@ -69,6 +70,13 @@ def _too_many(message: str, wait: int) -> ApiError:
 
 
 @bp.post("/register")
+@documented("post", "Create an account", body=schemas.Registration, responses={
+    "201": reply(schemas.UserReply, "Created"),
+    "400": error("Invalid username or password (too short, or a common one)"),
+    "409": error("Username taken"),
+    "429": error("Too many registrations from this client; retry after the given seconds", RETRY_AFTER),
+    **COMMON_ERRORS,
+})
 def register():
     data = validation.body(schemas.Registration)
     username, password = data.username, data.password
@@ -101,6 +109,13 @@ def _login_wait_or_raise(username: str, client: str | None, what: str, device: s
 
 
 @bp.post("/login")
+@documented("post", "Sign in; failures slow down per (account, client) and per client", body=schemas.Login, responses={
+    "200": reply(schemas.Tokens, "Signed in", NO_STORE),
+    "400": error("Invalid body"),
+    "401": error("Unknown user or wrong password (one message for both)"),
+    "429": error("Too many failures; retry after the given seconds", RETRY_AFTER),
+    **COMMON_ERRORS,
+})
 def login():
     data = validation.body(schemas.Login)
     username, password = data.username, data.password
@@ -126,6 +141,11 @@ def login():
 
 
 @bp.post("/refresh")
+@documented(
+    "post", "New access and refresh tokens (send the refresh token as Bearer)", signed_in=True,
+    description=("The refresh token is rotated: the one sent is spent. Sending a spent one again ends the whole "
+                 "sign-in (every token descended from the same login) with 401 token_revoked"),
+    responses={"200": reply(schemas.Tokens, "Refreshed", NO_STORE), **AUTH_ERRORS})
 @jwt_required(refresh=True)
 def refresh():
     user = tokens.signed_in_user()
@@ -148,6 +168,13 @@ def _body_refresh_token() -> dict | None:
 
 
 @bp.post("/logout")
+@documented(
+    "post", "End the sign-in of the presented token (access or refresh) and of the body's refresh token",
+    signed_in=True, body=schemas.Logout, body_required=False,
+    description=("The refresh token alone is enough, as Bearer or in the body; with a refresh token in the body, "
+                 "an expired or missing access token is no obstacle"),
+    responses={"200": reply(schemas.LogoutReply, "Revoked"), "400": error("Invalid body or refresh token"),
+               **AUTH_ERRORS})
 def logout():
     """End the sign-in of the presented token: the refresh token alone is enough (as the
     Bearer token or in the body), and an expired or missing access token does not stand in
@@ -172,6 +199,8 @@ def logout():
 
 
 @bp.post("/logout-all")
+@documented("post", "Sign out everywhere: every token of the user stops working (access or refresh token as Bearer)",
+            signed_in=True, responses={"200": reply(schemas.Message, "Signed out everywhere"), **AUTH_ERRORS})
 @jwt_required(verify_type=False)
 def logout_all():
     user = tokens.signed_in_user()
@@ -182,6 +211,15 @@ def logout_all():
 
 
 @bp.post("/password")
+@documented(
+    "post", "Change the password: every other token stops working, the caller gets new ones", signed_in=True,
+    body=schemas.PasswordChange, responses={
+        "200": reply(schemas.Tokens, "Changed; new tokens", NO_STORE),
+        "400": error("Invalid body or new password"),
+        "403": error("The current password is wrong"),
+        "429": error("Too many wrong passwords; retry after the given seconds", RETRY_AFTER),
+        **AUTH_ERRORS,
+    })
 @access_token_required
 def change_password():
     data = validation.body(schemas.PasswordChange)
@@ -217,6 +255,8 @@ def change_password():
 
 
 @bp.get("/me")
+@documented("get", "The signed-in user", signed_in=True,
+            responses={"200": reply(schemas.UserReply, "The user"), **AUTH_ERRORS})
 @access_token_required
 def me():
     return schemas.reply(schemas.UserReply, {"user": tokens.signed_in_user()})

@@ -16,10 +16,11 @@ from jwt import PyJWTError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from .. import metrics, proxy
+from .. import metrics, proxy, schemas
 from ..extensions import db, engine_name
 from ..release import __version__, release_info
 from ..verified_tokens import verify_access_token
+from .operations import documented, reply
 
 bp = Blueprint("health", __name__)
 
@@ -50,6 +51,11 @@ def _answer(body: dict, full_details: bool, status: int = 200):
 
 
 @bp.get("/health")
+@documented(
+    "get", "Health check (service and database)",
+    description=("revision, built_at and schema_revision are given to callers on the host (TCP loopback) and to "
+                 "callers with a valid access token (optional Bearer), not to anonymous ones through the proxy"),
+    responses={"200": reply(schemas.Health, "Healthy"), "503": reply(schemas.HealthDown, "Database unusable")})
 def health():
     body = {"status": "OK", "message": OK_MESSAGE, "version": __version__}
     body.update(release_info(current_app.config["RELEASE_INFO_FILE"]))

@@ -16,6 +16,16 @@ from ..errors import ApiError
 from ..extensions import db
 from ..models import TASK_STATUSES, Task, TaskBytes, completed_at_after
 from ..verified_tokens import access_token_required
+from .operations import (
+    AUTH_ERRORS,
+    NOT_YOURS,
+    STORAGE_QUOTA,
+    TASK_BODY_ERRORS,
+    TOO_MANY_WRITES,
+    documented,
+    error,
+    reply,
+)
 
 bp = Blueprint("tasks", __name__, url_prefix="/api/tasks")
 
@@ -137,6 +147,9 @@ def _page_query(dialect: str, status: str | None, sort: str | None, *, searching
 
 
 @bp.get("")
+@documented("get", "The caller's tasks, filtered, searched, sorted and paged", signed_in=True, query=schemas.TaskQuery,
+            responses={"200": reply(schemas.TaskPage, "A page of tasks"),
+                       "400": error("Invalid filter, sort or paging parameter"), **AUTH_ERRORS})
 @access_token_required
 def list_tasks():
     args = validation.query(schemas.TaskQuery)
@@ -217,6 +230,11 @@ def _check_storage(growth: int) -> None:
 
 
 @bp.post("")
+@documented("post", "Create a task", signed_in=True, body=schemas.TaskCreate, responses={
+    "201": reply(schemas.Task, "Created"),
+    "403": error("The account holds the most tasks allowed (TASKS_MAX_PER_USER), or their text would pass its storage "
+                 "quota (STORAGE_QUOTA_BYTES)"),
+    **TOO_MANY_WRITES, **TASK_BODY_ERRORS})
 @access_token_required
 def create_task():
     values = validation.body(schemas.TaskCreate).model_dump()
@@ -234,6 +252,9 @@ def create_task():
 
 
 @bp.delete("")
+@documented("delete", "Delete all completed tasks of the caller", signed_in=True, query=schemas.ClearQuery,
+            responses={"200": reply(schemas.Deleted, "Deleted"), "400": error("status=completed is required"),
+                       **TOO_MANY_WRITES, **AUTH_ERRORS})
 @access_token_required
 def delete_completed():
     """Clear completed tasks in one request (the board's 'clear completed')."""
@@ -245,12 +266,20 @@ def delete_completed():
 
 
 @bp.get("/<int:task_id>")
+@documented("get", "One task", signed_in=True,
+            responses={"200": reply(schemas.Task, "The task"), **NOT_YOURS, **AUTH_ERRORS})
 @access_token_required
 def get_task(task_id: int):
     return _task_reply(_own_row(task_id))
 
 
 @bp.route("/<int:task_id>", methods=["PUT", "PATCH"])
+@documented("put", "Replace a task (omitted fields return to their defaults)", signed_in=True, body=schemas.TaskCreate,
+            responses={"200": reply(schemas.Task, "Replaced"), **NOT_YOURS, **STORAGE_QUOTA, **TOO_MANY_WRITES,
+                       **TASK_BODY_ERRORS})
+@documented("patch", "Change some fields of a task", signed_in=True, body=schemas.TaskPatch,
+            responses={"200": reply(schemas.Task, "Updated"), **NOT_YOURS, **STORAGE_QUOTA, **TOO_MANY_WRITES,
+                       **TASK_BODY_ERRORS})
 @access_token_required
 def update_task(task_id: int):
     row = _own_row(task_id)
@@ -279,6 +308,8 @@ def update_task(task_id: int):
 
 
 @bp.delete("/<int:task_id>")
+@documented("delete", "Delete a task", signed_in=True,
+            responses={"204": {"description": "Deleted"}, **NOT_YOURS, **TOO_MANY_WRITES, **AUTH_ERRORS})
 @access_token_required
 def delete_task(task_id: int):
     _count_write()
