@@ -34,7 +34,8 @@ PLAYBOOKS = [
     ("restore.yml", "5.2 復旧手順", "Restore"),
     ("maintenance.yml", "7. メンテナンス作業 / 11. 容量管理", "Maintenance and disk space"),
     ("update.yml", "7.3 アップデート手順 / 12. システム更新", "Update"),
-    ("rollback.yml", "12.2 ロールバック", "Rollback"),
+    # The manual has no rollback: its §12.2 is the update template. The safe way back from an update.
+    ("rollback.yml", "12. システム更新 (ロールバック、マニュアル外)", "Rollback (not in the manual)"),
     ("recover.yml", "10. 障害対応", "Incident response"),
 ]
 ACTION_MODULES = ("import_role", "include_role", "include_tasks", "import_tasks")
