@@ -102,3 +102,13 @@ def test_every_role_the_preflight_map_names_has_checks():
 def test_automatic_workers_count_as_the_most_they_can_reach():
     assert topology.worker_counts([0, 3, "0", "5", None], 4) == [4, 3, 4, 5, 4]
     assert topology.worker_counts([], 4) == []
+
+
+@pytest.mark.parametrize(("groups", "hosts"), [
+    (ONE_HOST, ["app1"]),
+    (CLUSTER, ["app1"]),  # one database: one host optimises it
+    ({"all": ["a", "b"], "task_manager": ["a", "b"]}, ["a", "b"]),  # each its own SQLite file
+    ({"all": []}, []),
+])
+def test_the_weekly_optimisation_runs_once_per_database(groups, hosts):
+    assert topology.optimize_hosts(groups) == hosts

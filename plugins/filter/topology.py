@@ -111,6 +111,13 @@ def preflight_roles(group_names: list[str], runbook: str) -> list[str]:
     return roles
 
 
+def optimize_hosts(groups: dict, app_group: str = APP_GROUP) -> list[str]:
+    """Where the weekly database optimisation runs: every app host on SQLite (each holds its
+    own file), the first app host alone for PostgreSQL (one database for all)."""
+    apps = _members(groups, app_group)
+    return apps[:1] if _members(groups, "db") else apps
+
+
 def worker_counts(configured: list, most_when_automatic: int) -> list[int]:
     """Each app host's gunicorn workers as the database must count them: the number set in
     the inventory, or, where it is 0 (automatic, from the host's CPUs), the most the
@@ -130,4 +137,5 @@ class FilterModule:
             "task_manager_deployment_hosts": deployment_hosts,
             "task_manager_preflight_roles": preflight_roles,
             "task_manager_worker_counts": worker_counts,
+            "task_manager_optimize_hosts": optimize_hosts,
         }
