@@ -112,3 +112,14 @@ def test_automatic_workers_count_as_the_most_they_can_reach():
 ])
 def test_the_weekly_optimisation_runs_once_per_database(groups, hosts):
     assert topology.optimize_hosts(groups) == hosts
+
+
+def test_one_order_of_checks_for_the_whole_play_the_database_first():
+    order = topology.preflight_order("deploy")
+    assert order[:3] == ["postgresql", "backup", "offsite_backup"]
+    assert len(order) == len(set(order))
+    # Every host's checks are in it: the play loops over it and runs a host's own.
+    for groups in (["db"], ["backup"], ["lb"], ["monitoring"], ["task_manager"], ["db", "task_manager"]):
+        assert set(topology.preflight_roles(groups, "deploy")) <= set(order), groups
+    assert set(topology.preflight_order("migrate-to-postgresql")) == {
+        "postgresql", "backup", "move_to_postgresql", "base", "app_service", "web", "health_gate"}

@@ -99,6 +99,14 @@ def deployment_hosts(groups: dict, app_group: str = APP_GROUP) -> list[str]:
     return hosts
 
 
+def preflight_order(runbook: str) -> list[str]:
+    """Every role the runbook checks anywhere, in the order the checks run on every host: the
+    groups' order, then each group's own. One order for the whole play: Ansible runs a
+    role's checks on all the hosts that have them before the next role's, so a per-host
+    order would let whichever host answered first decide which refusal is seen."""
+    return preflight_roles(list(GROUP_ORDER), runbook)
+
+
 def preflight_roles(group_names: list[str], runbook: str) -> list[str]:
     """The roles whose checks run on a host in these groups before the runbook changes
     anything (the preflight role includes each one's `preflight` tasks)."""
@@ -136,6 +144,7 @@ class FilterModule:
             "task_manager_backup_dir_access": backup_dir_access,
             "task_manager_deployment_hosts": deployment_hosts,
             "task_manager_preflight_roles": preflight_roles,
+            "task_manager_preflight_order": preflight_order,
             "task_manager_worker_counts": worker_counts,
             "task_manager_optimize_hosts": optimize_hosts,
         }
