@@ -218,10 +218,14 @@ def test_an_unknown_host_is_named_with_the_known_ones(lb):
     assert rc == 1 and "app9 is not a server" in refused["message"] and "app1, app2" in refused["message"]
 
 
-def test_an_unhealthy_host_gets_no_requests(lb):
+def test_an_unhealthy_host_gets_no_requests_and_its_time_out_is_counted(lb):
+    before = servers(lb)
     lb["apps"]["app1"].healthy = False
     wait_until(lb, lambda state: not next(s for s in state if s["host"] == "app1")["up"])
     assert {through_lb(lb)["server"] for _ in range(8)} == {"app2"}
+    after = servers(lb)
+    assert after["app1"]["times_down"] == before["app1"]["times_down"] + 1
+    assert after["app2"]["times_down"] == before["app2"]["times_down"]
 
 
 def test_load_counts_reads_writes_and_releases_and_stops_on_its_file(lb, tmp_path):

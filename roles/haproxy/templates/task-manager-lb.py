@@ -75,6 +75,9 @@ def servers():
             "requests_total": int(row["stot"] or 0),
             "answers_5xx": int(row["hrsp_5xx"] or 0),
             "seconds_in_state": int(row["lastchg"]) if row.get("lastchg") else None,
+            # Since HAProxy started: how often its checks took the host out, and for how long.
+            "times_down": int(row["chkdown"] or 0),
+            "seconds_down": int(row["downtime"] or 0),
         }
     return found
 
