@@ -16,6 +16,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# The host commands' package (roles/host_commands), imported by the tests as the hosts run it.
+HOST_LIB = ROOT / "roles" / "host_commands" / "files"
+if str(HOST_LIB) not in sys.path:
+    sys.path.insert(0, str(HOST_LIB))
 BACKUP_SCRIPT = ROOT / "roles" / "backup" / "files" / "task-manager-backup.py"
 CHECK_SCRIPT = ROOT / "roles" / "host_report" / "files" / "task-manager-check.py"
 NOTIFY_SCRIPT = ROOT / "roles" / "notify" / "files" / "task-manager-notify.py"
