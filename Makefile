@@ -74,7 +74,7 @@ test-browser: venv  ## the frontend in a real headless Chromium against a real A
 	cd e2e && ../$(PY) -m pytest
 
 test-release: venv  ## the release's supply chain (offline, no host), and the host's backup, copy, check and notice commands on temporary files, with their coverage (>= 80 %)
-	$(PY) -m pytest tests --cov=roles/backup/files --cov=roles/offsite_backup/files --cov=roles/host_report/files --cov=roles/notify/files --cov-report=term-missing --cov-fail-under=80
+	$(PY) -m pytest tests --cov=roles/host_commands/files --cov-report=term-missing --cov-fail-under=80
 
 checks: venv  ## lint, then the alert rules, the API, release and browser tests and the host-less benchmarks' smoke runs, one after the other (no test host)
 	@set -e; for t in lint test-rules test-app test-release test-browser bench-smoke-local; do $(MAKE) --no-print-directory $$t; done

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import jinja2
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,9 +21,6 @@ ROOT = Path(__file__).resolve().parent.parent
 HOST_LIB = ROOT / "roles" / "host_commands" / "files"
 if str(HOST_LIB) not in sys.path:
     sys.path.insert(0, str(HOST_LIB))
-BACKUP_SCRIPT = ROOT / "roles" / "backup" / "files" / "task-manager-backup.py"
-CHECK_SCRIPT = ROOT / "roles" / "host_report" / "files" / "task-manager-check.py"
-NOTIFY_SCRIPT = ROOT / "roles" / "notify" / "files" / "task-manager-notify.py"
 
 # What counts() and the restore read: users, tasks and Alembic's revision, as the app makes them.
 SCHEMA = """
@@ -32,6 +30,18 @@ CREATE TABLE tasks (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES 
 CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL PRIMARY KEY);
 INSERT INTO alembic_version VALUES ('0003');
 """
+
+
+def install_command(name: str, where: Path) -> Path:
+    """A host command as the host_commands role installs it: its template rendered with the
+    package in this checkout, executable, so that a test runs it as cron would."""
+    template = (ROOT / "roles" / "host_commands" / "templates" / "command.py.j2").read_text(encoding="utf-8")
+    text = jinja2.Template(template, keep_trailing_newline=True).render(
+        ansible_managed="rendered by the tests", item={"name": name}, host_commands_lib_dir=str(HOST_LIB))
+    command = where / f"task-manager-{name}"
+    command.write_text(text, encoding="utf-8")
+    command.chmod(0o755)
+    return command
 
 
 def load_script(name: str, path: Path):

@@ -1,4 +1,4 @@
-"""roles/backup/files/task-manager-backup.py on a temporary SQLite file, in seconds:
+"""task-manager-backup (task_manager_host.backup) on a temporary SQLite file, in seconds:
 create, verify, prune (the newest-3 rule), restore, damaged sets, a full disk, encryption,
 and the exit statuses the runbooks rely on (0 done, 1 failed, 2 bad usage, 3 nothing there)."""
 
@@ -18,11 +18,15 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import BACKUP_SCRIPT, add_tasks, current_account, load_script, make_database, task_count
+from conftest import add_tasks, current_account, install_command, make_database, task_count
+from task_manager_host import common, paths
+from task_manager_host.backup import cli as backup_cli
+from task_manager_host.backup import sets as backup_sets
+from task_manager_host.backup import sqlite as backup_sqlite
+from task_manager_host.backup.errors import BackupError
 
-backup = load_script("task_manager_backup", BACKUP_SCRIPT)
-GPG_PRESENT = os.access(backup.GPG, os.X_OK)
-needs_gpg = pytest.mark.skipif(not GPG_PRESENT, reason=f"{backup.GPG} is missing (apt install gnupg)")
+GPG_PRESENT = os.access(paths.GPG, os.X_OK)
+needs_gpg = pytest.mark.skipif(not GPG_PRESENT, reason=f"{paths.GPG} is missing (apt install gnupg)")
 
 
 class Host:
@@ -62,14 +66,14 @@ class Host:
         monkeypatch.setenv("HOME", str(tmp_path))
         monkeypatch.setattr(os, "setgroups", lambda groups: None)
         # No systemd in a test: the service is not running unless a test says so.
-        monkeypatch.setattr(backup, "SYSTEMCTL", str(tmp_path / "no-systemctl"))
+        monkeypatch.setattr(paths, "SYSTEMCTL", str(tmp_path / "no-systemctl"))
 
     def write_config(self, **changes) -> None:
         self.config.update(changes)
         self.config_file.write_text(json.dumps(self.config), encoding="utf-8")
 
     def sets(self, kind: str | None = None) -> list[dict]:
-        return backup.manifests(self.config, kind)
+        return backup_sets.manifests(self.config, kind)
 
     def files(self) -> list[Path]:
         return sorted(p for p in self.backup_dir.rglob("*") if p.is_file() and p.name != ".lock")
@@ -97,7 +101,7 @@ def db(host):
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     """main() with these arguments: its exit status, stdout and stderr."""
     try:
-        status = backup.main(list(argv))
+        status = backup_cli.main(list(argv))
     except SystemExit as exc:  # argparse
         status = exc.code
     out, err = capsys.readouterr()
@@ -111,7 +115,7 @@ def create(capsys, *argv: str) -> dict:
 
 
 def fingerprint(path: Path) -> str:
-    return backup.sha256(path)
+    return common.sha256(path)
 
 
 # --- create and verify -------------------------------------------------------------------
@@ -134,8 +138,9 @@ def test_a_daily_set_is_a_verified_copy_and_dump_with_a_manifest(host, db, capsy
         assert fingerprint(directory / name) == meta["sha256"]
         assert (directory / name).stat().st_size == meta["bytes"]
         assert (directory / name).stat().st_mode & 0o777 == 0o600
-    assert backup.integrity(directory / f"task_manager_{stamp}.db") == "ok"
-    assert backup.counts(directory / f"task_manager_{stamp}.db") == {"users": 2, "tasks": 5, "schema_revision": "0003"}
+    assert backup_sqlite.integrity(directory / f"task_manager_{stamp}.db") == "ok"
+    assert backup_sqlite.counts(directory / f"task_manager_{stamp}.db") == {
+        "users": 2, "tasks": 5, "schema_revision": "0003"}
     # The dump loads back into the same rows.
     with gzip.open(directory / f"dump_{stamp}.sql.gz", "rt", encoding="utf-8") as handle:
         assert "CREATE TABLE users" in handle.read()
@@ -155,7 +160,7 @@ def test_a_manual_set_is_the_default_and_a_weekly_one_is_full(host, db, capsys):
 
 
 def test_the_dump_is_made_without_the_sqlite3_program_too(host, db, capsys, monkeypatch):
-    monkeypatch.setattr(backup, "SQLITE3", str(host.root / "no-sqlite3"))
+    monkeypatch.setattr(paths, "SQLITE3", str(host.root / "no-sqlite3"))
     made = create(capsys, "--kind", "daily")
     assert made["tasks"] == 5
     status, out, _ = run(capsys, "restore", "latest", "--from", "dump")
@@ -164,25 +169,26 @@ def test_the_dump_is_made_without_the_sqlite3_program_too(host, db, capsys, monk
 
 def test_a_dump_that_does_not_load_back_the_same_rows_is_refused(host, db, tmp_path):
     dump_file = tmp_path / "dump.sql.gz"
-    backup.dump(db, dump_file)
-    with pytest.raises(backup.BackupError, match="the SQL dump holds"):
-        backup.verify_dump(dump_file, {"users": 2, "tasks": 6, "schema_revision": "0003"}, tmp_path / "v.db")
+    backup_sqlite.dump(db, dump_file)
+    with pytest.raises(BackupError, match="the SQL dump holds"):
+        backup_sqlite.verify_dump(dump_file, {"users": 2, "tasks": 6, "schema_revision": "0003"}, tmp_path / "v.db")
 
 
 def test_the_dump_loaded_while_it_is_written_must_hold_the_copys_rows(host, db, tmp_path):
-    with pytest.raises(backup.BackupError, match="the SQL dump holds"):
-        backup.dump_and_verify(db, tmp_path / "dump.sql.gz", {"users": 2, "tasks": 6, "schema_revision": "0003"},
-                               tmp_path / "v.db")
-    expected = backup.counts(db)
-    backup.dump_and_verify(db, tmp_path / "dump.sql.gz", expected, tmp_path / "v2.db")
-    assert backup.counts(tmp_path / "v2.db") == expected
+    with pytest.raises(BackupError, match="the SQL dump holds"):
+        backup_sqlite.dump_and_verify(db, tmp_path / "dump.sql.gz", {"users": 2, "tasks": 6, "schema_revision": "0003"},
+                                      tmp_path / "v.db")
+    expected = backup_sqlite.counts(db)
+    backup_sqlite.dump_and_verify(db, tmp_path / "dump.sql.gz", expected, tmp_path / "v2.db")
+    assert backup_sqlite.counts(tmp_path / "v2.db") == expected
     # the file written is the dump that loaded: loading it again gives the same rows
-    backup.verify_dump(tmp_path / "dump.sql.gz", expected, tmp_path / "v3.db")
+    backup_sqlite.verify_dump(tmp_path / "dump.sql.gz", expected, tmp_path / "v3.db")
 
 
 def test_a_dump_that_cannot_be_loaded_is_refused_with_sqlites_reason(host, db, tmp_path):
-    with pytest.raises(backup.BackupError, match=r"the SQL dump does not load into a database: .*unable to open"):
-        backup.dump_and_verify(db, tmp_path / "dump.sql.gz", backup.counts(db), tmp_path / "no-such-dir" / "v.db")
+    with pytest.raises(BackupError, match=r"the SQL dump does not load into a database: .*unable to open"):
+        backup_sqlite.dump_and_verify(db, tmp_path / "dump.sql.gz", backup_sqlite.counts(db),
+                                      tmp_path / "no-such-dir" / "v.db")
 
 
 def lose_an_index_row(path: Path) -> None:
@@ -263,7 +269,7 @@ def test_a_missing_backup_directory_is_a_failure_not_made_anew(host, db, capsys)
 def test_a_missing_gpg_is_a_failure_that_names_it(host, db, capsys, monkeypatch):
     host.key_file.write_text("secret\n", encoding="utf-8")
     host.write_config(encrypt=True)
-    monkeypatch.setattr(backup, "GPG", str(host.root / "bin" / "gpg"))
+    monkeypatch.setattr(paths, "GPG", str(host.root / "bin" / "gpg"))
     status, _, err = run(capsys, "create", "--kind", "daily")
     assert status == 1
     assert f"{host.root / 'bin' / 'gpg'} is missing" in err
@@ -282,7 +288,7 @@ def test_any_other_missing_file_is_exit_1_and_named(host, db, capsys, monkeypatc
     def vanished(*args, **kwargs):
         raise FileNotFoundError(2, "No such file or directory", "/somewhere/else")
 
-    monkeypatch.setattr(backup, "online_copy", vanished)
+    monkeypatch.setattr(backup_sqlite, "online_copy", vanished)
     status, _, err = run(capsys, "create")
     assert status == 1
     assert "FAILED: /somewhere/else is missing (No such file or directory)" in err
@@ -378,7 +384,7 @@ def test_restore_latest_puts_the_newest_set_back_and_keeps_a_safety_copy(host, d
     result = json.loads(out)
     assert (result["stamp"], result["kind"], result["source"], result["tasks"]) == (newest["stamp"], "manual", "db", 8)
     assert result["skipped"] == []
-    assert task_count(db) == 8 and backup.integrity(db) == "ok"
+    assert task_count(db) == 8 and backup_sqlite.integrity(db) == "ok"
     assert not Path(f"{db}-wal").exists() and not Path(f"{db}-shm").exists()
     assert db.stat().st_mode & 0o777 == 0o600
     safety = json.loads(Path(result["safety_copy"]).read_text(encoding="utf-8"))
@@ -388,7 +394,7 @@ def test_restore_latest_puts_the_newest_set_back_and_keeps_a_safety_copy(host, d
     assert fingerprint(kept) == before == safety["files"][kept.name]["sha256"]
     assert (Path(result["safety_copy"]).parent / f"task_manager_{safety['stamp']}.db-wal").read_bytes() == b"stale"
     # A safety copy is never itself the "latest" set.
-    assert all(m["kind"] != "safety" for m in backup.select_sets(host.config, "latest", None))
+    assert all(m["kind"] != "safety" for m in backup_sets.select_sets(host.config, "latest", None))
     assert not list(db.parent.glob(".restore-*"))
 
 
@@ -449,7 +455,7 @@ def test_restore_is_refused_under_a_running_service(host, db, capsys, monkeypatc
     systemctl = host.root / "systemctl"
     systemctl.write_text("#!/bin/sh\necho \"$@\" > \"$(dirname \"$0\")/asked\"\nexit 0\n", encoding="utf-8")
     systemctl.chmod(0o755)
-    monkeypatch.setattr(backup, "SYSTEMCTL", str(systemctl))
+    monkeypatch.setattr(paths, "SYSTEMCTL", str(systemctl))
     before = fingerprint(db)
     status, _, err = run(capsys, "restore", "latest")
     assert status == 1 and "never restore under a running service" in err
@@ -549,7 +555,7 @@ def test_a_restored_file_that_fails_its_last_check_is_a_failure(host, db, capsys
         checked.append(Path(path))
         return "ok" if Path(path) != db else "row 1 missing from index"
 
-    monkeypatch.setattr(backup, "integrity", integrity)
+    monkeypatch.setattr(backup_sqlite, "integrity", integrity)
     status, _, err = run(capsys, "restore", "latest")
     assert status == 1 and "the restored database fails PRAGMA integrity_check" in err
     assert checked[-1] == db
@@ -616,7 +622,7 @@ def test_restoring_an_encrypted_set_without_gpg_names_gpg_and_tries_no_older_set
     host.key_file.write_text("secret\n", encoding="utf-8")
     host.write_config(encrypt=True)
     create(capsys)
-    monkeypatch.setattr(backup, "GPG", str(host.root / "no-gpg"))
+    monkeypatch.setattr(paths, "GPG", str(host.root / "no-gpg"))
     before = fingerprint(db)
     status, _, err = run(capsys, "restore", "latest-good")
     assert status == 1 and f"{host.root / 'no-gpg'} is missing" in err
@@ -632,17 +638,17 @@ def test_drop_privileges_switches_to_the_configured_account(host, monkeypatch):
     monkeypatch.setattr(os, "setgroups", lambda groups: calls.append(("setgroups", groups)))
     monkeypatch.setattr(os, "setgid", lambda gid: calls.append(("setgid", gid)))
     monkeypatch.setattr(os, "setuid", lambda uid: calls.append(("setuid", uid)))
-    backup.drop_privileges(host.config)
+    backup_cli.drop_privileges(host.config)
     # Its group and the backup directory's (the off-host account's, on a host that copies
     # off-host), so that a root run keeps a kind's folder setgid as cron's run does.
     shared = host.backup_dir.stat().st_gid
     assert calls == [("setgroups", sorted({os.getgid(), shared})), ("setgid", os.getgid()), ("setuid", os.getuid())]
     assert os.environ["HOME"] == str(host.backup_dir)
-    with pytest.raises(backup.BackupError, match="does not exist"):
-        backup.drop_privileges({**host.config, "user": "no-such-user-here"})
+    with pytest.raises(BackupError, match="does not exist"):
+        backup_cli.drop_privileges({**host.config, "user": "no-such-user-here"})
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     calls.clear()
-    backup.drop_privileges(host.config)
+    backup_cli.drop_privileges(host.config)
     assert calls == []
 
 
@@ -651,18 +657,21 @@ def test_the_script_runs_on_the_system_python_alone(host, db):
     """The command as cron runs it: Debian's python3, no venv, isolated from site packages."""
     env = {"PATH": "/usr/bin:/bin", "TASK_MANAGER_BACKUP_CONFIG": str(host.config_file),
            "TASK_MANAGER_LAYOUT": str(host.config_file), "HOME": str(host.root)}
-    proc = subprocess.run(["/usr/bin/python3", "-I", str(BACKUP_SCRIPT), "create", "--kind", "daily"],
+    # The command as the host_commands role installs it: `#!/usr/bin/python3 -I`, which ignores
+    # PYTHONPATH and the working directory, on the package in this checkout.
+    command = install_command("backup", host.root)
+    proc = subprocess.run([str(command), "create", "--kind", "daily"],
                           capture_output=True, text=True, env=env, check=False, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["tasks"] == 5
-    assert BACKUP_SCRIPT.read_text(encoding="utf-8").startswith("#!/usr/bin/python3\n")
+    assert command.read_text(encoding="utf-8").startswith("#!/usr/bin/python3 -I\n")
 
 
 def test_sqlite_errors_are_failures(host, db, capsys, monkeypatch):
     def broken(*args, **kwargs):
         raise sqlite3.DatabaseError("file is not a database")
 
-    monkeypatch.setattr(backup, "online_copy", broken)
+    monkeypatch.setattr(backup_sqlite, "online_copy", broken)
     status, _, err = run(capsys, "create")
     assert status == 1 and "file is not a database" in err
 

@@ -11,11 +11,13 @@ import psycopg
 import pytest
 from flask_migrate import upgrade
 
-from conftest import BACKUP_SCRIPT, current_account, load_script, pgcluster
+from conftest import current_account, pgcluster
 from task_manager import create_app
 from task_manager.extensions import MIGRATIONS_DIR
+from task_manager_host import common
+from task_manager_host.backup import cli as backup_cli
+from task_manager_host.backup import postgresql as backup_postgresql
 
-backup = load_script("task_manager_backup_pg", BACKUP_SCRIPT)
 OWNER, API = pgcluster.OWNER, pgcluster.API
 DB = "task_manager"
 SCHEMA = (
@@ -60,7 +62,7 @@ def host(pg_cluster, tmp_path, monkeypatch):
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
-    status = backup.main(list(argv))
+    status = backup_cli.main(list(argv))
     out, err = capsys.readouterr()
     return status, out, err
 
@@ -83,7 +85,7 @@ def test_a_set_is_a_dump_and_the_roles_verified_by_restoring_it(host, capsys):
     assert (made["engine"], made["integrity"], made["users"], made["tasks"], made["schema_revision"]) == (
         "postgresql", "ok", 2, 7, "0004")
     for name, meta in made["files"].items():
-        assert backup.sha256(Path(made["dir"]) / name) == meta["sha256"]
+        assert common.sha256(Path(made["dir"]) / name) == meta["sha256"]
     roles = (Path(made["dir"]) / f"globals_{stamp}.sql").read_text(encoding="utf-8")
     assert f"CREATE ROLE {API}" in roles
     assert "PASSWORD" not in roles.upper().replace("NOPASSWORD", "")  # no hash in a backup
@@ -232,7 +234,7 @@ def test_a_dump_with_objects_the_migrations_did_not_make_is_refused_and_named(ho
 def test_every_dump_is_loaded_as_the_schema_owner_so_its_code_never_runs_as_a_superuser(host, capsys, monkeypatch):
     marker = plant_probe(host)
     # The refusal above bypassed: what still stands is who loads the dump.
-    monkeypatch.setattr(backup, "refuse_foreign", lambda config, dump_file: None)
+    monkeypatch.setattr(backup_postgresql, "refuse_foreign", lambda config, dump_file: None)
     status, out, err = run(capsys, "create")
     assert status == 0, err
     made = json.loads(out)
@@ -266,7 +268,7 @@ def test_what_the_migrations_make_is_what_a_dump_may_hold(host, capsys):
         "SELECT 'FUNCTION', p.oid::regprocedure::text FROM pg_proc p WHERE p.pronamespace = 'public'::regnamespace "
         "UNION SELECT 'TRIGGER', tgrelid::regclass::text || ' ' || tgname FROM pg_trigger WHERE NOT tgisinternal",
         database=DB)
-    assert {(kind, name.replace(",", ", ")) for kind, name in routines} == backup.MIGRATION_ROUTINES
+    assert {(kind, name.replace(",", ", ")) for kind, name in routines} == backup_postgresql.MIGRATION_ROUTINES
     status, out, err = run(capsys, "create")
     assert status == 0, err
     assert json.loads(out)["schema_revision"] == "0006"
@@ -286,7 +288,7 @@ def test_a_table_of_contents_is_read_entry_by_entry():
         "232; 1259 16502 VIEW public users_v tm_owner",
         "233; 2618 16503 RULE public tasks r tm_owner",
     ))
-    assert backup.foreign_objects(listing, "tm_owner") == [
+    assert backup_postgresql.foreign_objects(listing, "tm_owner") == [
         "FUNCTION task_counts_add(integer, character varying, integer) (owner postgres)",
         "EXTENSION plpython3u (owner none)",
         "VIEW users_v (owner tm_owner)",

@@ -1,4 +1,4 @@
-"""roles/host_report/files/task-manager-check.py in seconds: the log parsers on whole lines
+"""task-manager-check (task_manager_host.check) in seconds: the log parsers on whole lines
 (forged lines do not count), measuring (measure) apart from judging (judge), and the one
 JSON document the check role reads, on temporary files with stand-ins for systemctl and
 the two /health endpoints."""
@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import CHECK_SCRIPT, current_account, load_script, make_database, write_backup_manifest
-
-check = load_script("task_manager_check", CHECK_SCRIPT)
+from conftest import HOST_LIB, current_account, make_database, write_backup_manifest
+from task_manager_host import paths
+from task_manager_host.check import cli, limits, logs, schedule
+from task_manager_host.check import figures as app_host  # "figures" names the measured dicts here
 
 # The keys the check role reads from the document, in the order they are printed.
 REPORT_KEYS = [
@@ -61,7 +62,7 @@ def test_request_durations_reads_whole_access_lines_only():
         '2025-01-31 12:00:00,123 evil-host "GET /api/tasks" 200 66666.6ms 1\n',  # not an address
         "2025-01-31 12:00:00,123 - \"GET /health\" 200 0.4ms -\n",  # no client, no size: valid
     ]
-    assert check.request_durations(lines) == [3.1, 12.5, 40.0, 0.4]
+    assert logs.request_durations(lines) == [3.1, 12.5, 40.0, 0.4]
 
 
 def test_failed_logins_counts_only_the_apps_own_warning():
@@ -75,13 +76,13 @@ def test_failed_logins_counts_only_the_apps_own_warning():
         "認証失敗 " + app("x"),  # not at the start of a line
         "2025-01-31 12:00:00 WARNING [1] task_manager: 認証失敗\n",  # not the app's timestamp
     ]
-    assert check.failed_logins(lines) == 2
+    assert logs.failed_logins(lines) == 2
 
 
 def test_error_lines_counts_error_and_critical_lines():
     lines = [app("boom", level="ERROR"), app("worse", level="CRITICAL"), app("fine", level="WARNING"),
              "Traceback (most recent call last):\n", "x ERROR y\n"]
-    assert check.error_lines(lines) == 2
+    assert logs.error_lines(lines) == 2
 
 
 def test_since_lines_reads_the_newest_rotated_file_and_skips_older_lines(tmp_path):
@@ -91,9 +92,9 @@ def test_since_lines_reads_the_newest_rotated_file_and_skips_older_lines(tmp_pat
     (tmp_path / "access.log-20250129-1738108800.gz").write_bytes(b"\x1f\x8b not read")
     (tmp_path / "access.log-20250130-1738195200").write_text(access("/a", s=2) + access("/b", s=3), encoding="utf-8")
     log.write_text(access("/c", s=4) + "a continuation line\n" + access("/d", s=5), encoding="utf-8")
-    found = list(check.since_lines(log, "2025-01-31 12:00:03"))
+    found = list(logs.since_lines(log, "2025-01-31 12:00:03"))
     assert [line.split('"')[1] for line in found] == ["GET /b", "GET /c", "GET /d"]
-    assert list(check.since_lines(tmp_path / "missing.log", check.NEVER)) == []
+    assert list(logs.since_lines(tmp_path / "missing.log", logs.NEVER)) == []
 
 
 # --- judging: a measurement and the limits in, the breaches out --------------------------
@@ -118,7 +119,7 @@ LIMITS = {"response_ms": 200.0, "database_mb": 100.0, "memory_mb": 512.0, "cpu_p
 
 
 def test_judge_finds_nothing_in_a_healthy_report():
-    assert check.judge(report(), LIMITS) == []
+    assert limits.judge(report(), LIMITS) == []
 
 
 def test_judge_names_every_breach():
@@ -129,7 +130,7 @@ def test_judge_names_every_breach():
         request_ms_p95=300.5, database_mb=120.25, memory_mb=600.0, cpu_percent=75.0, disk_percent=91.2,
         backup_disk_percent=85.0, errors=3, failed_logins=1000, newest_backup_age_hours=30.5,
     )
-    assert check.judge(broken, LIMITS) == [
+    assert limits.judge(broken, LIMITS) == [
         "task-manager.service is failed",
         "http://api/health answered 503",
         "http://web/health took 250.0 ms (limit 200)",
@@ -146,32 +147,33 @@ def test_judge_names_every_breach():
 
 def test_judge_at_the_limit_is_kept_and_unmeasured_figures_break_nothing():
     at_limit = report(request_ms_p95=200.0, database_mb=100.0, errors=0, newest_backup_age_hours=26.0)
-    assert check.judge(at_limit, LIMITS) == []
+    assert limits.judge(at_limit, LIMITS) == []
     unmeasured = report(request_ms_p95=None, cpu_percent=None)
-    assert check.judge(unmeasured, {**LIMITS, "failed_logins": 0}) == ["1 failed logins since the last check (limit 0)"]
+    assert limits.judge(unmeasured, {**LIMITS, "failed_logins": 0}) == [
+        "1 failed logins since the last check (limit 0)"]
 
 
 def test_a_p95_of_too_few_requests_is_reported_not_judged():
     """Two requests since the last check, one of them a worker's first: the slowest is no p95."""
-    assert check.judge(report(request_ms_p95=289.8, request_ms_p95_judged=False), LIMITS) == []
-    assert check.judge(report(request_ms_p95=289.8), LIMITS) == [
+    assert limits.judge(report(request_ms_p95=289.8, request_ms_p95_judged=False), LIMITS) == []
+    assert limits.judge(report(request_ms_p95=289.8), LIMITS) == [
         "p95 request time since the last check 289.8 ms (limit 200)"]
 
 
 def test_judge_without_any_backup():
-    assert check.judge(report(newest_backup_age_hours=None), LIMITS) == ["there is no backup"]
+    assert limits.judge(report(newest_backup_age_hours=None), LIMITS) == ["there is no backup"]
 
 
 def test_judge_leaves_the_backups_to_the_db_host_that_keeps_them():
     elsewhere = report(newest_backup_age_hours=None, database_mb=None, backup_disk_percent=None,
                        database_checked_on="tm-db")
-    assert check.judge(elsewhere, LIMITS) == []
+    assert limits.judge(elsewhere, LIMITS) == []
 
 
 def test_p95():
-    assert check.p95([]) is None
-    assert check.p95([7.5]) == 7.5
-    assert check.p95([float(i) for i in range(1, 101)]) == 96.0
+    assert app_host.p95([]) is None
+    assert app_host.p95([7.5]) == 7.5
+    assert app_host.p95([float(i) for i in range(1, 101)]) == 96.0
 
 
 # --- measuring ----------------------------------------------------------------------------
@@ -209,16 +211,16 @@ def server():
 
 
 def test_health_asks_three_times_and_reads_the_answer(server):
-    good = check.health(server + "/health")
+    good = app_host.health(server + "/health")
     assert (good["status"], good["ok"], good["release"], good["version"]) == (200, True, "20250101-abc", "1.4.0")
     assert good["ms"] >= 0
-    assert check.health(server + "/down")["status"] == 503
-    assert check.health(server + "/down")["ok"] is False
-    listed = check.health(server + "/list")
+    assert app_host.health(server + "/down")["status"] == 503
+    assert app_host.health(server + "/down")["ok"] is False
+    listed = app_host.health(server + "/list")
     assert (listed["status"], listed["ok"], listed["release"]) == (200, False, None)
-    text = check.health(server + "/text")  # not JSON: no answer worth a status
+    text = app_host.health(server + "/text")  # not JSON: no answer worth a status
     assert (text["status"], text["ok"]) == (None, False)
-    closed = check.health("http://127.0.0.1:9/health")
+    closed = app_host.health("http://127.0.0.1:9/health")
     assert (closed["status"], closed["ok"]) == (None, False)
 
 
@@ -280,7 +282,7 @@ class Host:
         systemctl.parent.mkdir()
         systemctl.write_text(SYSTEMCTL_SHOW, encoding="utf-8")
         systemctl.chmod(0o755)
-        monkeypatch.setattr(check, "SYSTEMCTL", str(systemctl))
+        monkeypatch.setattr(paths, "SYSTEMCTL", str(systemctl))
         # Disks half full, whatever this machine's are.
         monkeypatch.setattr(shutil, "disk_usage", half_full)
         self.urls = ["--api-url", server + "/health", "--web-url", server + "/health"]
@@ -298,7 +300,7 @@ def host(tmp_path, monkeypatch, server):
 
 
 def run(capsys, host: Host, *argv: str) -> tuple[int, dict | None, str]:
-    status = check.main([*host.urls, *argv])
+    status = cli.main([*host.urls, *argv])
     out, err = capsys.readouterr()
     return status, (json.loads(out) if out else None), err
 
@@ -320,7 +322,7 @@ def test_the_document_has_every_key_the_role_reads(host, capsys):
         "ActiveState": "active", "UnitFileState": "enabled", "NRestarts": "0"}
     assert [h["ok"] for h in doc["health"]] == [True, True]
     assert (doc["requests"], doc["errors"], doc["failed_logins"]) == (2, 1, 1)
-    assert doc["request_ms_p95"] == check.p95([10.0, 30.0])
+    assert doc["request_ms_p95"] == app_host.p95([10.0, 30.0])
     assert doc["request_ms_p95_judged"] is False  # two requests: reported, not judged
     assert doc["database_mb"] > 0
     assert doc["cpu_percent"] is None  # no main PID
@@ -365,9 +367,9 @@ def test_measure_reads_systemd_and_the_process_tree(host, monkeypatch):
     monkeypatch.setenv("MEMORY", str(300 * 1048576))
     monkeypatch.setenv("NGINX_STATE", "inactive")
     sampled = []
-    monkeypatch.setattr(check, "cpu_percent", lambda pids: sampled.append(pids) or 12.5)
+    monkeypatch.setattr(app_host, "cpu_percent", lambda pids: sampled.append(pids) or 12.5)
     args = argparse.Namespace(api_url=host.urls[1], web_url=host.urls[3] + "-not-there")
-    figures = check.measure(host.config, args)
+    figures = app_host.measure(host.config, args)
     assert "limits" not in figures and "breaches" not in figures  # measuring judges nothing
     assert (host.root / "bin" / "asked").read_text().split() == [
         "show", "task-manager.service", "task-manager.socket", "nginx.service", "cron.service",
@@ -376,16 +378,16 @@ def test_measure_reads_systemd_and_the_process_tree(host, monkeypatch):
     assert figures["memory_mb"] == 300.0 and figures["cpu_percent"] == 12.5
     assert sampled[0][0] == os.getpid()
     assert figures["health"][1]["ok"] is False
-    breaches = check.judge(figures, {**LIMITS, "errors": None})
+    breaches = limits.judge(figures, {**LIMITS, "errors": None})
     assert breaches == ["nginx.service is inactive", f"{host.urls[3]}-not-there answered 404",
                         "there is no backup"]
 
 
 def test_memory_falls_back_to_the_process_tree_when_systemd_has_no_figure(host, monkeypatch):
     monkeypatch.setenv("MAIN_PID", str(os.getpid()))
-    _, pids, memory = check.service_state(host.config)
+    _, pids, memory = app_host.service_state(host.config)
     assert pids[0] == os.getpid()
-    assert memory == check.memory_bytes(pids) > 0
+    assert memory == app_host.memory_bytes(pids) > 0
 
 
 def test_the_backup_disk_is_measured_where_the_backups_are(host, monkeypatch):
@@ -393,11 +395,11 @@ def test_the_backup_disk_is_measured_where_the_backups_are(host, monkeypatch):
              str(host.backups): USAGE(1000 << 20, 900 << 20, 100 << 20)}
     monkeypatch.setattr(shutil, "disk_usage", lambda path: disks[str(path)])
     args = argparse.Namespace(api_url=host.urls[1], web_url=host.urls[3])
-    figures = check.measure(host.config, args)
+    figures = app_host.measure(host.config, args)
     assert (figures["disk_percent"], figures["disk_free_mb"]) == (50.0, 500)
     assert (figures["backup_disk_percent"], figures["backup_disk_free_mb"]) == (90.0, 100)
     shutil.rmtree(host.backups)
-    figures = check.measure(host.config, args)
+    figures = app_host.measure(host.config, args)
     assert figures["backup_disk_percent"] == 50.0  # no backup folder: the instance's disk
 
 
@@ -414,48 +416,54 @@ def test_the_check_fails_when_it_cannot_run(host, capsys, monkeypatch):
 
 def test_service_files_are_measured_as_the_service_user(host, monkeypatch):
     (host.logs / "task_manager.log").write_text(app("認証失敗"), encoding="utf-8")
-    expected = check.service_files(host.config, check.NEVER)
+    expected = app_host.service_files(host.config, logs.NEVER)
     assert expected["failed_logins"] == 1
     assert expected["db_bytes"] == host.database.stat().st_size
     # As root: in a forked child that has dropped to the configured account (here this one).
     if os.geteuid() == 0:
-        assert check.as_service_user(host.config, check.service_files, host.config, check.NEVER) == expected
+        assert app_host.as_service_user(host.config, app_host.service_files, host.config, logs.NEVER) == expected
         with pytest.raises(OSError, match="as no-such-user-here failed"):
-            check.as_service_user({**host.config, "user": "no-such-user-here"}, check.service_files,
-                                  host.config, check.NEVER)
+            app_host.as_service_user({**host.config, "user": "no-such-user-here"}, app_host.service_files,
+                                     host.config, logs.NEVER)
     # Not root: measured in place.
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    assert check.as_service_user(host.config, check.service_files, host.config, check.NEVER) == expected
+    assert app_host.as_service_user(host.config, app_host.service_files, host.config, logs.NEVER) == expected
 
 
 def test_process_tree_memory_and_cpu_of_a_real_process():
     child = subprocess.Popen(["sleep", "5"])
     try:
-        pids = check.process_tree(os.getpid())
+        pids = app_host.process_tree(os.getpid())
         assert pids[0] == os.getpid() and child.pid in pids
-        assert check.memory_bytes([os.getpid(), 999_999_999]) > 0
-        assert 0 <= check.cpu_percent([os.getpid()], seconds=0.05) <= 100
+        assert app_host.memory_bytes([os.getpid(), 999_999_999]) > 0
+        assert 0 <= app_host.cpu_percent([os.getpid()], seconds=0.05) <= 100
     finally:
         child.kill()
         child.wait()
 
 
 RUN_WITH_STAND_IN = """
-import importlib.util, sys
-spec = importlib.util.spec_from_file_location("task_manager_check", sys.argv[1])
-check = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(check)
-check.SYSTEMCTL = sys.argv[2]
-sys.exit(check.main(sys.argv[3:]))
+import sys
+sys.path.insert(0, sys.argv[1])
+from task_manager_host import paths
+from task_manager_host.check import cli
+paths.SYSTEMCTL = sys.argv[2]
+sys.exit(cli.main(sys.argv[3:]))
+"""
+# The package's entry point, as `python3 -m task_manager_host.check` runs it.
+RUN_AS_MODULE = """
+import runpy, sys
+sys.path.insert(0, sys.argv.pop(1))
+runpy.run_module("task_manager_host.check", run_name="__main__", alter_sys=True)
 """
 
 
 @pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no /usr/bin/python3")
 def test_the_script_runs_on_the_system_python_alone(host):
     """As the role runs it: Debian's python3, no venv, isolated from site packages (only
-    systemctl is a stand-in, set through the module)."""
+    systemctl is a stand-in, set through task_manager_host.paths)."""
     env = {"PATH": "/usr/bin:/bin", **{k: v for k, v in os.environ.items() if k.startswith("TASK_MANAGER_")}}
-    proc = subprocess.run(["/usr/bin/python3", "-I", "-c", RUN_WITH_STAND_IN, str(CHECK_SCRIPT),
+    proc = subprocess.run(["/usr/bin/python3", "-I", "-c", RUN_WITH_STAND_IN, str(HOST_LIB),
                            str(host.root / "bin" / "systemctl"), *host.urls],
                           capture_output=True, text=True, env=env, check=False, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -463,7 +471,9 @@ def test_the_script_runs_on_the_system_python_alone(host):
     assert list(doc) == REPORT_KEYS
     assert [h["ok"] for h in doc["health"]] == [True, True]
     assert json.loads(host.state.read_text(encoding="utf-8")) == {"last_check": doc["checked_at"]}
-    assert CHECK_SCRIPT.read_text(encoding="utf-8").startswith("#!/usr/bin/python3\n")
+    helped = subprocess.run(["/usr/bin/python3", "-I", "-c", RUN_AS_MODULE, str(HOST_LIB), "--help"],
+                            capture_output=True, text=True, env=env, check=False, timeout=60)
+    assert (helped.returncode, helped.stdout.split()[:2]) == (0, ["usage:", "task-manager-check"]), helped.stderr
 
 
 # --- the figures for Prometheus (node_exporter's textfile collector) ----------------------
@@ -597,7 +607,7 @@ def test_fail_on_breach_exits_2_naming_the_limits_and_0_when_all_are_kept(host, 
     ("8-18/5", 0, 23, {8, 13, 18}),
 ])
 def test_cron_fields_read_as_cron_reads_them(field, low, high, values):
-    assert check.cron_values(field, low, high) == values
+    assert schedule.cron_values(field, low, high) == values
 
 
 @pytest.mark.parametrize(("specs", "gap"), [
@@ -611,7 +621,7 @@ def test_cron_fields_read_as_cron_reads_them(field, low, high, values):
     ([], None),
 ])
 def test_the_longest_gap_between_two_backups_follows_the_schedule(specs, gap):
-    assert check.longest_gap_hours(specs) == gap
+    assert schedule.longest_gap_hours(specs) == gap
 
 
 def test_the_backup_age_limit_comes_from_the_schedule_on_the_host_unless_given(host, capsys):
@@ -631,4 +641,4 @@ def test_the_backup_age_limit_comes_from_the_schedule_on_the_host_unless_given(h
     # Cron turned off (no schedule), or a line cron would refuse: the daily schedule's limit.
     for lines in ("", "61 3 * * 0 root /usr/bin/systemctl start task-manager-backup@weekly.service\n"):
         host.schedule(lines)
-        assert check.backup_age_limit(None, host.cron) == check.UNSCHEDULED_BACKUP_AGE_HOURS == 26
+        assert schedule.backup_age_limit(None, host.cron) == schedule.UNSCHEDULED_BACKUP_AGE_HOURS == 26

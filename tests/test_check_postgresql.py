@@ -16,9 +16,11 @@ import sys
 import psycopg
 import pytest
 
-from conftest import CHECK_SCRIPT, current_account, load_script, pgcluster, write_backup_manifest
+from conftest import current_account, pgcluster, write_backup_manifest
+from task_manager_host import paths
+from task_manager_host.check import cli, database
+from task_manager_host.check import limits as judging  # "limits" names the test's own dict
 
-check = load_script("task_manager_check_pg", CHECK_SCRIPT)
 OWNER, API = pgcluster.OWNER, pgcluster.API
 DB = "task_manager"
 UNIT = "postgresql@15-main.service"
@@ -77,7 +79,7 @@ class DbHost:
         systemctl.parent.mkdir()
         systemctl.write_text(SYSTEMCTL_SHOW, encoding="utf-8")
         systemctl.chmod(0o755)
-        monkeypatch.setattr(check, "SYSTEMCTL", str(systemctl))
+        monkeypatch.setattr(paths, "SYSTEMCTL", str(systemctl))
         self.disks = {}  # path: usage; any other path is half full
         self.measured = []
         monkeypatch.setattr(shutil, "disk_usage", self.disk_usage)
@@ -108,7 +110,7 @@ def host(cluster, tmp_path, monkeypatch):
 
 
 def run(capsys, *argv: str) -> tuple[int, dict | None, str]:
-    status = check.main(list(argv))
+    status = cli.main(list(argv))
     out, err = capsys.readouterr()
     return status, (json.loads(out) if out else None), err
 
@@ -177,7 +179,7 @@ def test_no_backup_set_is_a_breach(host, capsys):
 def test_a_stopped_server_is_a_finding_and_the_rest_is_still_measured(host, capsys, monkeypatch):
     host.backup_set("daily", 1)
     # The server cannot say where its data is: the Debian cluster's directory is measured.
-    monkeypatch.setattr(check, "PG_DATA_DIR", str(host.cluster.data))
+    monkeypatch.setattr(paths, "PG_DATA_DIR", str(host.cluster.data))
     monkeypatch.setenv("PG_STATE", "failed")
     host.cluster.stop()
     try:
@@ -199,7 +201,7 @@ def test_a_database_that_is_not_there_is_a_finding(host, capsys, monkeypatch):
     host.layout["db_name"] = "not_there"
     (host.root / "layout.json").write_text(json.dumps(host.layout), encoding="utf-8")
     host.backup_set("daily", 1)
-    monkeypatch.setattr(check, "PG_DATA_DIR", str(host.root / "no-such-dir"))
+    monkeypatch.setattr(paths, "PG_DATA_DIR", str(host.root / "no-such-dir"))
     status, doc, _ = run(capsys)
     assert status == 0
     assert 'database "not_there" does not exist' in doc["postgresql_error"]
@@ -219,9 +221,9 @@ def test_without_psycopg_the_check_cannot_run(host, capsys, monkeypatch):
 
 
 def test_replication_is_reported_as_pg_stat_replication_has_it():
-    assert check.replication_text([]) == NO_STANDBY
-    assert check.replication_text(["streaming"]) == "1 standby: 1 streaming"
-    assert check.replication_text(["streaming", "catchup", "streaming"]) == "3 standbys: 1 catchup, 2 streaming"
+    assert database.replication_text([]) == NO_STANDBY
+    assert database.replication_text(["streaming"]) == "1 standby: 1 streaming"
+    assert database.replication_text(["streaming", "catchup", "streaming"]) == "3 standbys: 1 catchup, 2 streaming"
 
 
 def test_judge_names_every_breach_of_the_db_host():
@@ -232,7 +234,7 @@ def test_judge_names_every_breach_of_the_db_host():
         "database_mb": 120.5, "connections": 90, "max_connections": 100, "connections_percent": 90.0,
         "disk_percent": 85.0, "backup_disk_percent": 95.0, "newest_backup_age_hours": 27.5,
     }
-    assert check.judge(broken, limits) == [
+    assert judging.judge(broken, limits) == [
         f"{UNIT} is inactive",
         "PostgreSQL could not be measured: canceling statement due to statement timeout",
         "database is 120.5 MB (limit 100)",
@@ -244,7 +246,7 @@ def test_judge_names_every_breach_of_the_db_host():
     kept = {**broken, "units": {UNIT: {"ActiveState": "active"}}, "postgresql_error": None, "database_mb": 100.0,
             "connections_percent": 80.0, "disk_percent": 80.0, "backup_disk_percent": None,
             "newest_backup_age_hours": None}
-    assert check.judge(kept, limits) == ["there is no backup"]  # at the limit is kept
+    assert judging.judge(kept, limits) == ["there is no backup"]  # at the limit is kept
 
 
 # The schema owner's trap for a superuser that queries inside the owner's database: a function

@@ -1,4 +1,4 @@
-"""roles/notify/files/task-manager-notify.py: the notice a failed unit sends, to a real
+"""task_manager_host.notify (task-manager-notify): the notice a failed unit sends, to a real
 HTTP server on loopback and a real SMTP listener, with stand-ins for systemctl and
 journalctl (no systemd here)."""
 
@@ -20,9 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import NOTIFY_SCRIPT, load_script
-
-notify = load_script("task_manager_notify", NOTIFY_SCRIPT)
+from task_manager_host import notify, paths
 
 SYSTEMCTL = "#!/bin/sh\nprintf 'Result=exit-code\\nExecMainStatus=2\\nDescription=The daily check\\n'\n"
 JOURNALCTL = "#!/bin/sh\nfor i in $(seq 1 40); do echo \"line $i\"; done\necho 'LIMITS BROKEN: disk is 91 % used'\n"
@@ -111,8 +109,8 @@ def host(tmp_path, monkeypatch):
         path = tmp_path / name
         path.write_text(text, encoding="utf-8")
         path.chmod(0o755)
-    monkeypatch.setattr(notify, "SYSTEMCTL", str(tmp_path / "systemctl"))
-    monkeypatch.setattr(notify, "JOURNALCTL", str(tmp_path / "journalctl"))
+    monkeypatch.setattr(paths, "SYSTEMCTL", str(tmp_path / "systemctl"))
+    monkeypatch.setattr(paths, "JOURNALCTL", str(tmp_path / "journalctl"))
     config = tmp_path / "notify.json"
     monkeypatch.setenv("TASK_MANAGER_NOTIFY_CONFIG", str(config))
 

@@ -1,4 +1,4 @@
-"""roles/offsite_backup/files/task-manager-offsite.py against a real restic repository on
+"""task_manager_host.offsite (task-manager-offsite) against a real restic repository on
 this machine (restic's local backend): sets made by the real backup command are copied,
 caught up after an outage, kept by kind, checked, damaged and found out, fetched back and
 restored by the backup command."""
@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import BACKUP_SCRIPT, ROOT, add_tasks, current_account, load_script, make_database, task_count
+from conftest import add_tasks, current_account, make_database, task_count
+from task_manager_host import common, paths
+from task_manager_host.backup import cli as backup_cli
+from task_manager_host.backup import sets as backup_sets
+from task_manager_host.offsite import cli, fetch, restic, sets, settings
 
-OFFSITE_SCRIPT = ROOT / "roles" / "offsite_backup" / "files" / "task-manager-offsite.py"
-backup = load_script("task_manager_backup_for_offsite", BACKUP_SCRIPT)
-offsite = load_script("task_manager_offsite", OFFSITE_SCRIPT)
-pytestmark = pytest.mark.skipif(not os.access(offsite.RESTIC, os.X_OK),
-                                reason=f"{offsite.RESTIC} is missing (apt install restic)")
+pytestmark = pytest.mark.skipif(not os.access(paths.RESTIC, os.X_OK),
+                                reason=f"{paths.RESTIC} is missing (apt install restic)")
 
 
 class Host:
@@ -54,7 +55,7 @@ class Host:
         monkeypatch.setenv("HOME", str(root))
         monkeypatch.setattr(os, "setgroups", lambda groups: None)
         monkeypatch.setattr(os, "initgroups", lambda user, gid: None)
-        monkeypatch.setattr(backup, "SYSTEMCTL", str(root / "no-systemctl"))
+        monkeypatch.setattr(paths, "SYSTEMCTL", str(root / "no-systemctl"))
 
     def write(self, **offsite_changes) -> None:
         self.offsite_config.update(offsite_changes)
@@ -69,7 +70,7 @@ def host(tmp_path, monkeypatch):
 
 def run(capsys, *argv: str) -> tuple[int, object, str]:
     try:
-        status = offsite.main(list(argv))
+        status = cli.main(list(argv))
     except SystemExit as exc:  # argparse
         status = exc.code
     out, err = capsys.readouterr()
@@ -77,7 +78,7 @@ def run(capsys, *argv: str) -> tuple[int, object, str]:
 
 
 def take(capsys, *argv: str) -> dict:
-    assert backup.main(["create", *argv]) == 0
+    assert backup_cli.main(["create", *argv]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -88,7 +89,7 @@ def empty_repository(tmp_path_factory):
     root = tmp_path_factory.mktemp("offsite")
     with pytest.MonkeyPatch.context() as patch:
         made = Host(root, patch)
-        status = offsite.main(["init"])
+        status = cli.main(["init"])
     assert status == 0
     return made.repository
 
@@ -241,7 +242,7 @@ def test_a_new_host_fetches_the_newest_set_and_the_backup_command_restores_it(re
     assert (status, again["changed"]) == (0, False)
     status, by_kind, _ = run(capsys, "fetch", "latest", "--kind", "daily")
     assert (status, by_kind["stamp"]) == (0, older["stamp"])
-    assert backup.main(["restore", newest["stamp"]]) == 0
+    assert backup_cli.main(["restore", newest["stamp"]]) == 0
     assert json.loads(capsys.readouterr().out)["tasks"] == 9 == task_count(repo.database)
     assert not list(repo.backup_dir.glob(".offsite-fetch-*"))
 
@@ -256,15 +257,15 @@ def test_a_restore_drill_verifies_the_newest_copy_apart_from_the_live_sets(repo,
     assert status == 0, err
     assert (fetched["stamp"], fetched["changed"]) == (newest["stamp"], True)
     assert fetched["manifest"].startswith(str(repo.backup_dir / "drill" / "daily"))
-    assert [m["stamp"] for m in backup.manifests(repo.backup_config)] == [newest["stamp"]]  # not listed twice
-    assert backup.main(["verify", "latest", "--drill"]) == 0
+    assert [m["stamp"] for m in backup_sets.manifests(repo.backup_config)] == [newest["stamp"]]  # not listed twice
+    assert backup_cli.main(["verify", "latest", "--drill"]) == 0
     verified = json.loads(capsys.readouterr().out)
     assert (verified["drill"], verified["stamp"], verified["tasks"]) == (True, newest["stamp"], newest["tasks"])
     assert not (repo.backup_dir / "drill").exists()
     assert sorted(p for p in repo.backup_dir.rglob("*") if p.is_file()) == live_sets
     assert task_count(repo.database) == newest["tasks"] + 1
     # Nothing fetched, nothing to drill on: said, exit status 3.
-    assert backup.main(["verify", "latest", "--drill"]) == 3
+    assert backup_cli.main(["verify", "latest", "--drill"]) == 3
     assert "holds no set" in capsys.readouterr().err
     assert run(capsys, "list", "--drill")[0] == 2
 
@@ -286,7 +287,7 @@ def test_a_missing_password_file_or_restic_is_named(repo, capsys, monkeypatch):
     repo.write(password_file=str(repo.root / "not-there"))
     status, _, err = run(capsys, "list")
     assert status == 1 and f"password file {repo.root / 'not-there'} is missing" in err
-    monkeypatch.setattr(offsite, "RESTIC", str(repo.root / "no-restic"))
+    monkeypatch.setattr(paths, "RESTIC", str(repo.root / "no-restic"))
     status, _, err = run(capsys, "list")
     assert status == 1 and f"{repo.root / 'no-restic'} is missing" in err
     assert run(capsys, "fetch")[0] == 2
@@ -391,10 +392,10 @@ def test_a_snapshot_dated_in_the_future_neither_pushes_the_real_ones_out_nor_is_
     forged = repo.root / "forged"
     forged.mkdir()
     (forged / "backup_forged.json").write_text("{}", encoding="utf-8")
-    config = offsite.load_config()
+    config = settings.load_config()
     for _ in range(3):
-        offsite.restic(config, "backup", "--host", "tm-app1", "--tag", offsite.TAG, "--tag", "kind:manual",
-                       "--tag", "stamp:29990101-000000", "--time", "2999-01-01 00:00:00", str(forged))
+        restic.restic(config, "backup", "--host", "tm-app1", "--tag", restic.TAG, "--tag", "kind:manual",
+                      "--tag", "stamp:29990101-000000", "--time", "2999-01-01 00:00:00", str(forged))
     repo.backup_config["retention_days"] = {"default": 0}
     repo.backup_config["keep_min"] = 1
     repo.write()
@@ -418,17 +419,17 @@ def test_a_fetched_set_is_placed_only_as_plain_files_of_its_own_kind(repo):
     secret.write_text("KEY=value\n", encoding="utf-8")
     (spool / "data_1.db").symlink_to(secret)
     (spool / "backup_1.json").write_text("{}", encoding="utf-8")
-    entry = {"kind": "daily", "files": {"data_1.db": {"sha256": offsite.sha256(secret)}},
+    entry = {"kind": "daily", "files": {"data_1.db": {"sha256": common.sha256(secret)}},
              "manifest": str(spool / "backup_1.json"), "dir": str(spool)}
-    config = offsite.load_config()
-    with pytest.raises(offsite.OffsiteError, match="not a file the off-host account fetched"):
-        offsite.place(config, {"entry": entry}, drill=False)
+    config = settings.load_config()
+    with pytest.raises(settings.OffsiteError, match="not a file the off-host account fetched"):
+        fetch.place(config, {"entry": entry}, drill=False)
     assert list((repo.backup_dir / "daily").iterdir()) == []
     for kind in ("../instance", "safety", "drill"):
-        with pytest.raises(offsite.OffsiteError, match="nothing placed"):
-            offsite.place(config, {"entry": {**entry, "kind": kind}}, drill=False)
-    with pytest.raises(offsite.OffsiteError, match="nothing placed"):
-        offsite.place(config, {"entry": {**entry, "files": {"../../x": {}}}}, drill=False)
+        with pytest.raises(settings.OffsiteError, match="nothing placed"):
+            fetch.place(config, {"entry": {**entry, "kind": kind}}, drill=False)
+    with pytest.raises(settings.OffsiteError, match="nothing placed"):
+        fetch.place(config, {"entry": {**entry, "files": {"../../x": {}}}}, drill=False)
     assert not (repo.root / "instance" / "backup_1.json").exists()
 
 
@@ -442,10 +443,10 @@ def test_a_snapshot_holding_a_link_is_refused_before_any_mode_changes(repo, caps
     forged.mkdir()
     stamp = "20261201_000000_000000"
     (forged / f"backup_{stamp}.json").write_text(json.dumps({"kind": "daily", "stamp": stamp, "files": {
-        f"task_manager_{stamp}.db": {"sha256": offsite.sha256(secret)}}}), encoding="utf-8")
+        f"task_manager_{stamp}.db": {"sha256": common.sha256(secret)}}}), encoding="utf-8")
     (forged / f"task_manager_{stamp}.db").symlink_to(secret)
-    offsite.restic(offsite.load_config(), "backup", "--host", "tm-app1", "--tag", offsite.TAG, "--tag", "kind:daily",
-                   "--tag", f"stamp:{stamp}", str(forged))
+    restic.restic(settings.load_config(), "backup", "--host", "tm-app1", "--tag", restic.TAG, "--tag", "kind:daily",
+                  "--tag", f"stamp:{stamp}", str(forged))
     status, _, err = run(capsys, "fetch", stamp)
     assert status != 0 and "which is no plain file or folder" in err, err
     assert oct(secret.stat().st_mode & 0o777) == "0o400"
@@ -455,10 +456,10 @@ def test_a_snapshot_holding_a_link_is_refused_before_any_mode_changes(repo, caps
 def test_a_set_whose_manifest_names_a_path_outside_its_folder_is_not_copied(repo, capsys):
     daily = take(capsys, "--kind", "daily")
     entry = {**daily, "dir": str(repo.backup_dir / "daily"), "files": {"../../password": {"sha256": "x"}}}
-    with pytest.raises(offsite.OffsiteError, match="does not match its manifest"):
-        offsite.set_paths(entry)
+    with pytest.raises(settings.OffsiteError, match="does not match its manifest"):
+        sets.set_paths(entry)
     link = repo.backup_dir / "daily" / "linked.db"
     link.symlink_to(repo.root / "password")
-    entry["files"] = {"linked.db": {"sha256": offsite.sha256(repo.root / "password")}}
-    with pytest.raises(offsite.OffsiteError, match="does not match its manifest"):
-        offsite.set_paths(entry)
+    entry["files"] = {"linked.db": {"sha256": common.sha256(repo.root / "password")}}
+    with pytest.raises(settings.OffsiteError, match="does not match its manifest"):
+        sets.set_paths(entry)

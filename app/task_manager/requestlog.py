@@ -1,7 +1,7 @@
 """One access-log line per request; client errors also go to task_manager.log,
 so that the manual's `grep "401\\|403\\|422" logs/task_manager.log` finds them.
 
-The access-log line is a contract, read by roles/host_report/files/task-manager-check.py:
+The access-log line is a contract, read by roles/host_commands/files/task_manager_host/check/logs.py:
 
     <asctime> <client> "<METHOD> <path>" <status> <ms>ms <size>
     2025-01-31 12:00:00,123 203.0.113.9 "GET /api/tasks?page=2" 200 3.1ms 1234

@@ -99,21 +99,21 @@ def test_hostile_path_cannot_add_a_line_or_a_status(tmp_path, client):
     assert all(" WARNING " in line and "HTTP 404 GET" in line for line in app_log)
 
 
-def _check_script():
-    from importlib.machinery import SourceFileLoader
-    from importlib.util import module_from_spec, spec_from_loader
-    from pathlib import Path
+def _check_logs():
+    """The check command's log parsers: task_manager_host.check.logs, from the host commands'
+    package (roles/host_commands/files), appended to the path so it shadows nothing of the app's."""
+    import importlib
+    import sys
 
-    path = Path(__file__).resolve().parents[2] / "roles" / "host_report" / "files" / "task-manager-check.py"
-    loader = SourceFileLoader("task_manager_check", str(path))
-    module = module_from_spec(spec_from_loader(loader.name, loader))
-    loader.exec_module(module)
-    return module
+    host_lib = str(Path(__file__).resolve().parents[2] / "roles" / "host_commands" / "files")
+    if host_lib not in sys.path:
+        sys.path.append(host_lib)
+    return importlib.import_module("task_manager_host.check.logs")
 
 
 def test_the_host_check_counts_only_real_lines(tmp_path, client):
     """roles/host_report's task-manager-check reads these logs: hostile input cannot inflate it."""
-    check = _check_script()
+    check = _check_logs()
     client.post("/api/auth/register", json={"username": "alice", "password": PASSWORD})
     client.post("/api/auth/login", json={"username": "alice", "password": "wrong-password"})  # one real failure
     # Text made to look like a failed login or a slow request, in a name and in paths.

@@ -93,7 +93,8 @@ def write_whole(path: Path, text: str, mode: int = 0o644, *, private_dir_for_roo
 
 def gauges(name: str, help_text: str, samples: Iterable[tuple[dict[str, str], float | int | None]]) -> list[str]:
     """One gauge in Prometheus' text format: its HELP and TYPE, then a line per sample with a
-    value (a sample whose value is None is left out)."""
+    value (a sample whose value is None is left out). A float is printed with %g, six
+    significant digits: a figure, never a Unix time (write those as they are)."""
     lines = [f"# HELP {name} {help_text}", f"# TYPE {name} gauge"]
     for labels, value in samples:
         if value is None:

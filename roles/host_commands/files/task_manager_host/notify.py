@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """task-manager-notify: tell a person that an on-host job failed.
 
   task-manager-notify UNIT
@@ -26,23 +25,25 @@ import urllib.request
 from email.message import EmailMessage
 from pathlib import Path
 
-DEFAULT_CONFIG = "/etc/task-manager/notify.json"
-SYSTEMCTL = "/usr/bin/systemctl"
-JOURNALCTL = "/usr/bin/journalctl"
+from task_manager_host import paths
+
 TIMEOUT = 20
 
 
 def read_config() -> dict:
-    return json.loads(Path(os.environ.get("TASK_MANAGER_NOTIFY_CONFIG", DEFAULT_CONFIG)).read_text(encoding="utf-8"))
+    # Not common.read_json: its message would name the file a second time in main's line
+    # ("cannot read the settings: cannot read ..."), which says what failed itself.
+    path = Path(os.environ.get("TASK_MANAGER_NOTIFY_CONFIG", paths.NOTIFY_CONFIG))
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def unit_facts(unit: str, lines: int) -> dict:
     """What systemd knows of the unit's last run; empty figures when it cannot say."""
     # Fixed programs, an argument list, no shell: the unit's name cannot become a command.
-    shown = subprocess.run([SYSTEMCTL, "show", unit, "--property=Result,ExecMainStatus,Description"],  # noqa: S603
+    shown = subprocess.run([paths.SYSTEMCTL, "show", unit, "--property=Result,ExecMainStatus,Description"],  # noqa: S603
                            capture_output=True, text=True, check=False).stdout
     props = dict(line.split("=", 1) for line in shown.splitlines() if "=" in line)
-    log = subprocess.run([JOURNALCTL, "--unit", unit, "--lines", str(lines), "--no-pager", "--output", "cat"],  # noqa: S603
+    log = subprocess.run([paths.JOURNALCTL, "--unit", unit, "--lines", str(lines), "--no-pager", "--output", "cat"],  # noqa: S603
                          capture_output=True, text=True, check=False).stdout
     return {"description": props.get("Description", ""), "result": props.get("Result", "unknown"),
             "exit_status": props.get("ExecMainStatus", ""), "log": log.splitlines()[-lines:]}
