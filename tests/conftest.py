@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import grp
 import importlib.util
+import json
 import os
 import pwd
 import sqlite3
@@ -36,7 +37,9 @@ def install_command(name: str, where: Path) -> Path:
     """A host command as the host_commands role installs it: its template rendered with the
     package in this checkout, executable, so that a test runs it as cron would."""
     template = (ROOT / "roles" / "host_commands" / "templates" / "command.py.j2").read_text(encoding="utf-8")
-    text = jinja2.Template(template, keep_trailing_newline=True).render(
+    environment = jinja2.Environment(keep_trailing_newline=True, autoescape=False)  # noqa: S701  (Python, not HTML)
+    environment.filters["to_json"] = json.dumps
+    text = environment.from_string(template).render(
         ansible_managed="rendered by the tests", item={"name": name}, host_commands_lib_dir=str(HOST_LIB))
     command = where / f"task-manager-{name}"
     command.write_text(text, encoding="utf-8")

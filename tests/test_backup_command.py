@@ -657,14 +657,14 @@ def test_the_script_runs_on_the_system_python_alone(host, db):
     """The command as cron runs it: Debian's python3, no venv, isolated from site packages."""
     env = {"PATH": "/usr/bin:/bin", "TASK_MANAGER_BACKUP_CONFIG": str(host.config_file),
            "TASK_MANAGER_LAYOUT": str(host.config_file), "HOME": str(host.root)}
-    # The command as the host_commands role installs it: `#!/usr/bin/python3 -I`, which ignores
-    # PYTHONPATH and the working directory, on the package in this checkout.
+    # The command as the host_commands role installs it: `#!/usr/bin/python3 -IB`, which ignores
+    # PYTHONPATH and the working directory and writes no bytecode, on the package in this checkout.
     command = install_command("backup", host.root)
     proc = subprocess.run([str(command), "create", "--kind", "daily"],
                           capture_output=True, text=True, env=env, check=False, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["tasks"] == 5
-    assert command.read_text(encoding="utf-8").startswith("#!/usr/bin/python3 -I\n")
+    assert command.read_text(encoding="utf-8").startswith("#!/usr/bin/python3 -IB\n")
 
 
 def test_sqlite_errors_are_failures(host, db, capsys, monkeypatch):

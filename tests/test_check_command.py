@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import HOST_LIB, current_account, make_database, write_backup_manifest
+from conftest import HOST_LIB, current_account, install_command, make_database, write_backup_manifest
 from task_manager_host import paths
 from task_manager_host.check import cli, limits, logs, schedule
 from task_manager_host.check import figures as app_host  # "figures" names the measured dicts here
@@ -450,12 +450,6 @@ from task_manager_host.check import cli
 paths.SYSTEMCTL = sys.argv[2]
 sys.exit(cli.main(sys.argv[3:]))
 """
-# The package's entry point, as `python3 -m task_manager_host.check` runs it.
-RUN_AS_MODULE = """
-import runpy, sys
-sys.path.insert(0, sys.argv.pop(1))
-runpy.run_module("task_manager_host.check", run_name="__main__", alter_sys=True)
-"""
 
 
 @pytest.mark.skipif(not Path("/usr/bin/python3").exists(), reason="no /usr/bin/python3")
@@ -471,7 +465,8 @@ def test_the_script_runs_on_the_system_python_alone(host):
     assert list(doc) == REPORT_KEYS
     assert [h["ok"] for h in doc["health"]] == [True, True]
     assert json.loads(host.state.read_text(encoding="utf-8")) == {"last_check": doc["checked_at"]}
-    helped = subprocess.run(["/usr/bin/python3", "-I", "-c", RUN_AS_MODULE, str(HOST_LIB), "--help"],
+    # The command as the host_commands role installs it (#!/usr/bin/python3 -IB, the package's path).
+    helped = subprocess.run([str(install_command("check", host.root)), "--help"],
                             capture_output=True, text=True, env=env, check=False, timeout=60)
     assert (helped.returncode, helped.stdout.split()[:2]) == (0, ["usage:", "task-manager-check"]), helped.stderr
 

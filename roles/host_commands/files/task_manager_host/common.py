@@ -71,13 +71,13 @@ def root_may_write(directory: Path) -> bool:
     return stat.S_ISDIR(info.st_mode) and info.st_uid == 0 and not info.st_mode & 0o022
 
 
-def write_whole(path: Path, text: str, mode: int = 0o644, *, private_dir_for_root: bool = False) -> None:
+def write_whole(path: Path, text: str, mode: int = 0o644) -> None:
     """Whole or not at all (a reader such as node_exporter may read at any moment), and never
     through a link: a new file of its own (O_EXCL, a name nobody could plant) in the
     directory, renamed over the name, which replaces a link there rather than follow it.
-    With private_dir_for_root, root writes only into a directory no other account can write."""
+    As root, only into a directory no other account can write."""
     path = Path(path)
-    if private_dir_for_root and os.geteuid() == 0 and not root_may_write(path.parent):
+    if os.geteuid() == 0 and not root_may_write(path.parent):
         raise CommandError(f"not writing {path} as root: another account can write {path.parent} "
                            "(run the command as that account)")
     fd, scratch = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)

@@ -103,7 +103,3 @@ def main(argv: list[str] | None = None) -> int:
     for reason in failed:
         print(f"task-manager-notify: {args[0]} not notified by {reason}", file=sys.stderr)
     return 1 if failed else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

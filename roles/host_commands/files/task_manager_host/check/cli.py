@@ -59,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     if args.textfile:
         try:
-            common.write_whole(Path(args.textfile), outputs.textfile(report, config.get("offsite_metrics_file")),
-                               0o644, private_dir_for_root=True)
+            common.write_whole(Path(args.textfile), outputs.textfile(report, config.get("offsite_metrics_file")), 0o644)
         except (common.CommandError, OSError) as exc:
             print(f"task-manager-check: figures not written to {args.textfile}: {exc}", file=sys.stderr)
             return 1

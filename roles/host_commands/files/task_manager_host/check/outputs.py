@@ -20,8 +20,7 @@ def record(report: dict) -> None:
     """Keep the time of this check: the next one counts the logs from here."""
     path = state_file()
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    common.write_whole(path, json.dumps({"last_check": report["checked_at"]}) + "\n", 0o644,
-                       private_dir_for_root=True)
+    common.write_whole(path, json.dumps({"last_check": report["checked_at"]}) + "\n", 0o644)
 
 
 # For Prometheus: each figure of the report that has a limit, with the limit it is held
