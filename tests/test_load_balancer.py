@@ -8,7 +8,6 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, load_script
+from tests.conftest import ROOT, install_command, load_script
 
-LB_TEMPLATE = ROOT / "roles" / "haproxy" / "templates" / "task-manager-lb.py"
 BACKEND = "task_manager_app"
 
 load = load_script("load", ROOT / "scripts" / "load.py")
@@ -101,10 +99,10 @@ backend {BACKEND}
     option redispatch 1
 {servers}
 """)
-    command = tmp / "task-manager-lb"
-    command.write_text(LB_TEMPLATE.read_text()
-                       .replace("{{ task_manager_lb_socket }}", str(sock))
-                       .replace("{{ task_manager_lb_backend }}", BACKEND))
+    # The command as the host_commands role installs it, with the settings the haproxy role writes.
+    settings = tmp / "task-manager-lb.json"
+    settings.write_text(json.dumps({"socket": str(sock), "backend": BACKEND}))
+    command = install_command("lb", tmp)
     process = subprocess.Popen([haproxy, "-f", str(config), "-db"], stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
@@ -112,7 +110,7 @@ backend {BACKEND}
         assert process.poll() is None, process.stderr.read().decode()
         assert time.monotonic() < deadline, "HAProxy did not open its admin socket"
         time.sleep(0.05)
-    lb = {"command": command, "port": port, "apps": apps}
+    lb = {"command": command, "port": port, "apps": apps, "settings": settings}
     wait_until(lb, lambda servers: all(s["up"] for s in servers))
     yield lb
     process.terminate()
@@ -122,7 +120,9 @@ backend {BACKEND}
 
 
 def run(lb, *args) -> tuple[int, dict]:
-    done = subprocess.run([sys.executable, str(lb["command"]), *args], capture_output=True, text=True,
+    # Run as installed (#!/usr/bin/python3 -IB); its settings named as the environment may.
+    env = {"PATH": "/usr/bin:/bin", "TASK_MANAGER_LB_CONFIG": str(lb["settings"])}
+    done = subprocess.run([str(lb["command"]), *args], capture_output=True, text=True, env=env,
                           timeout=60, check=False)
     return done.returncode, json.loads(done.stdout)
 
@@ -246,3 +246,13 @@ def test_load_counts_reads_writes_and_releases_and_stops_on_its_file(lb, tmp_pat
     assert len(set(answer["written"])) == len(answer["written"])
     assert set(answer["releases"]) <= {"app1 on 9001", "app2 on 9001"} and answer["releases"]
     assert answer["longest_gap_s"] < 1.0
+
+
+def test_the_command_without_its_settings_says_what_writes_them(lb, tmp_path):
+    settings = tmp_path / "task-manager-lb.json"
+    settings.write_text(json.dumps({"socket": str(tmp_path / "admin.sock")}))
+    done = subprocess.run([str(lb["command"]), "state"], capture_output=True, text=True, check=False, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "TASK_MANAGER_LB_CONFIG": str(settings)})
+    answer = json.loads(done.stdout)
+    assert done.returncode == 1 and not answer["ok"]
+    assert "no backend" in answer["message"] and "deploy.yml" in answer["message"]

@@ -10,6 +10,7 @@ LAYOUT = "/etc/task-manager/layout.json"
 BACKUP_CONFIG = "/etc/task-manager/backup.json"
 OFFSITE_CONFIG = "/etc/task-manager/offsite.json"
 NOTIFY_CONFIG = "/etc/task-manager/notify.json"
+LB_CONFIG = "/etc/haproxy/task-manager-lb.json"
 CHECK_STATE = "/var/lib/task-manager/check-state.json"
 FACTS = "/etc/ansible/facts.d/task_manager.fact"  # the release history the playbooks keep
 CRON_DIR = "/etc/cron.d"

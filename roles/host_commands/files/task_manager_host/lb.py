@@ -1,5 +1,4 @@
-#!/usr/bin/python3
-"""The load balancer's app hosts, through HAProxy's admin socket (root's only).
+"""task-manager-lb: the load balancer's app hosts, through HAProxy's admin socket (root's only).
 
   task-manager-lb state                    every app host: in service or not, checked UP or not, open requests
   task-manager-lb drain HOST [--timeout S] [--even-if-last]
@@ -7,23 +6,31 @@
   task-manager-lb admit HOST [--timeout S] HOST back in; wait until HAProxy's checks see it UP
 
 Each prints one JSON object; a drain or admit that cannot finish exits 1 and says why.
+The admin socket and the backend's name come from TASK_MANAGER_LB_CONFIG (default
+/etc/haproxy/task-manager-lb.json, written by the haproxy role from the inventory).
 """
+
+from __future__ import annotations
 
 import argparse
 import csv
 import json
+import os
 import socket
 import sys
 import time
+from pathlib import Path
 
-SOCKET = "{{ task_manager_lb_socket }}"
-BACKEND = "{{ task_manager_lb_backend }}"
+from task_manager_host import common, paths
+
+# The admin socket's path and the backend's name, read once by main().
+SETTINGS: dict = {}
 
 
 def ask(command):
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(10)
-        conn.connect(SOCKET)
+        conn.connect(SETTINGS["socket"])
         conn.sendall(command.encode() + b"\n")
         chunks = []
         while chunk := conn.recv(65536):
@@ -38,7 +45,7 @@ RUNNING = 2
 
 
 def admin_states():
-    lines = ask(f"show servers state {BACKEND}").splitlines()
+    lines = ask(f"show servers state {SETTINGS['backend']}").splitlines()
     header = next((line[2:].split() for line in lines if line.startswith("# be_id")), [])
     states = {}
     for line in lines[1:]:
@@ -60,7 +67,7 @@ def servers():
     rows = csv.DictReader(ask("show stat").lstrip("# ").splitlines())
     found = {}
     for row in rows:
-        if row["pxname"] != BACKEND or row["svname"] in ("FRONTEND", "BACKEND"):
+        if row["pxname"] != SETTINGS["backend"] or row["svname"] in ("FRONTEND", "BACKEND"):
             continue
         state = states.get(row["svname"], {"admin": "ready", "up": False})
         found[row["svname"]] = {
@@ -85,7 +92,8 @@ def servers():
 def server(host):
     found = servers()
     if host not in found:
-        fail(f"{host} is not a server of HAProxy's {BACKEND} backend (known: {', '.join(sorted(found)) or 'none'}): "
+        known = ", ".join(sorted(found)) or "none"
+        fail(f"{host} is not a server of HAProxy's {SETTINGS['backend']} backend (known: {known}): "
              "run deploy.yml so that the load balancer's configuration lists every app host.")
     return found[host]
 
@@ -96,9 +104,9 @@ def fail(message, **extra):
 
 
 def set_state(host, state):
-    answer = ask(f"set server {BACKEND}/{host} state {state}").strip()
+    answer = ask(f"set server {SETTINGS['backend']}/{host} state {state}").strip()
     if answer:
-        fail(f"HAProxy refused 'set server {BACKEND}/{host} state {state}': {answer}")
+        fail(f"HAProxy refused 'set server {SETTINGS['backend']}/{host} state {state}': {answer}")
 
 
 def drain(host, timeout, even_if_last=False):
@@ -140,9 +148,9 @@ def admit(host, timeout):
         set_state(host, "drain")  # checks start again; still no requests
     # Marked down, the host is UP again only after `rise` checks from now pass: never on
     # a check from before its restart.
-    answer = ask(f"set server {BACKEND}/{host} health down").strip()
+    answer = ask(f"set server {SETTINGS['backend']}/{host} health down").strip()
     if answer:
-        fail(f"HAProxy refused 'set server {BACKEND}/{host} health down': {answer}")
+        fail(f"HAProxy refused 'set server {SETTINGS['backend']}/{host} health down': {answer}")
     started = time.monotonic()
     current = server(host)
     # Admitted once HAProxy's own checks pass, while it still sends the host nothing.
@@ -158,7 +166,15 @@ def admit(host, timeout):
             "state": server(host)}
 
 
-def main():
+def load_settings() -> dict:
+    found = common.read_json(Path(os.environ.get("TASK_MANAGER_LB_CONFIG", paths.LB_CONFIG)))
+    missing = [key for key in ("socket", "backend") if not isinstance(found.get(key), str) or not found[key]]
+    if missing:
+        raise common.CommandError(f"the settings name no {', '.join(missing)}: deploy.yml writes them on the lb host")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("state")
@@ -169,19 +185,20 @@ def main():
         if name == "drain":
             sub.add_argument("--even-if-last", action="store_true",
                              help="take the host out even when no other host serves (the site stops)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    try:
+        SETTINGS.update(load_settings())
+    except common.CommandError as error:
+        fail(str(error))
     try:
         if args.command == "state":
-            result = {"ok": True, "backend": BACKEND, "servers": list(servers().values())}
+            result = {"ok": True, "backend": SETTINGS["backend"], "servers": list(servers().values())}
         elif args.command == "drain":
             result = drain(args.host, args.timeout, args.even_if_last)
         else:
             result = admit(args.host, args.timeout)
     except OSError as error:
-        fail(f"HAProxy's admin socket {SOCKET} does not answer ({error}): is haproxy running? "
+        fail(f"HAProxy's admin socket {SETTINGS['socket']} does not answer ({error}): is haproxy running? "
              "systemctl status haproxy; recover.yml restarts it.")
     print(json.dumps(result))
-
-
-if __name__ == "__main__":
-    main()
+    return 0
