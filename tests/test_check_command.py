@@ -20,16 +20,16 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import HOST_LIB, current_account, install_command, make_database, write_backup_manifest
 from task_manager_host import paths
-from task_manager_host.check import cli, limits, logs, schedule
+from task_manager_host.check import cli, limits, logs, outputs, schedule
 from task_manager_host.check import figures as app_host  # "figures" names the measured dicts here
 
 # The keys the check role reads from the document, in the order they are printed.
 REPORT_KEYS = [
-    "checked_at", "kind", "since", "units", "health", "requests", "request_ms_p95", "request_ms_p95_judged",
+    "checked_at", "kind", "since", "since_by", "units", "health", "requests", "request_ms_p95", "request_ms_p95_judged",
     "errors", "failed_logins",
     "database_mb", "memory_mb", "cpu_percent", "disk_percent", "disk_free_mb", "backup_disk_percent",
     "backup_disk_free_mb", "newest_backup_age_hours", "database_checked_on", "release", "version", "history",
-    "limits", "breaches",
+    "limits", "breaches", "daily_report",
 ]
 
 ACCESS = '2025-01-31 12:00:0{s},123 203.0.113.9 "{method} {path}" {status} {ms}ms 1234\n'
@@ -261,6 +261,7 @@ class Host:
         self.backups = tmp_path / "backups"
         self.database = make_database(tmp_path / "instance" / "task_manager.db")
         self.state = tmp_path / "state" / "check-state.json"
+        self.reports = tmp_path / "state" / "check-reports"
         self.logs.mkdir()
         self.backups.mkdir()
         user, group = current_account()
@@ -272,6 +273,7 @@ class Host:
         (tmp_path / "facts.json").write_text(json.dumps(facts), encoding="utf-8")
         monkeypatch.setenv("TASK_MANAGER_LAYOUT", str(tmp_path / "backup.json"))
         monkeypatch.setenv("TASK_MANAGER_CHECK_STATE", str(self.state))
+        monkeypatch.setenv("TASK_MANAGER_CHECK_REPORTS", str(self.reports))
         monkeypatch.setenv("TASK_MANAGER_CHECK_FACTS", str(tmp_path / "facts.json"))
         # The backup role's default schedule, as it writes it: daily, weekly, monthly.
         self.cron = tmp_path / "cron.d"
@@ -333,7 +335,8 @@ def test_the_document_has_every_key_the_role_reads(host, capsys):
                              "disk_percent": 80, "backup_age_hours": 26, "errors": 0, "failed_logins": 5,
                              "failed_logins_5m": 20}
     assert doc["breaches"] == ["1 errors in errors.log since the last check (limit 0)"]
-    assert json.loads(host.state.read_text(encoding="utf-8")) == {"last_check": doc["checked_at"]}
+    assert doc["since_by"] is None and doc["daily_report"] is None  # no check before, no timer's report
+    assert json.loads(host.state.read_text(encoding="utf-8")) == {"last_check": doc["checked_at"], "by": cli.BY_HAND}
 
 
 def test_the_next_check_counts_from_the_previous_one(host, capsys):
@@ -343,8 +346,42 @@ def test_the_next_check_counts_from_the_previous_one(host, capsys):
     status, doc, _ = run(capsys, host, "--no-record")
     assert status == 0
     assert (doc["since"], doc["requests"]) == ("2025-01-31 12:00:03", 1)
+    assert doc["since_by"] is None  # a state file of the previous version says no more
     assert json.loads(host.state.read_text(encoding="utf-8")) == {"last_check": "2025-01-31 12:00:03"}
     assert "there is no backup" in doc["breaches"]
+
+
+def test_the_daily_timers_report_is_kept_and_the_next_check_says_where_its_counts_start(host, capsys):
+    """The timer's run (--keep-report) keeps its whole report; a check by hand later counts
+    from the timer's run, says so, and carries what the timer found."""
+    (host.logs / "errors.log").write_text(app("boom", level="ERROR", s=1), encoding="utf-8")
+    host.backup_set("daily", 1)
+    status, night, err = run(capsys, host, "--keep-report", "--max-errors", "0")
+    assert status == 0, err
+    kept = sorted(host.reports.iterdir())
+    assert [path.name for path in kept] == [night["checked_at"].replace(" ", "T").replace(":", "") + ".json"]
+    assert json.loads(kept[0].read_text(encoding="utf-8"))["breaches"] == night["breaches"] != []
+    assert oct(kept[0].stat().st_mode & 0o777) == "0o644"
+    assert json.loads(host.state.read_text(encoding="utf-8"))["by"] == cli.DAILY
+    status, later, _ = run(capsys, host, "--max-errors", "0")
+    assert status == 0
+    assert (later["since"], later["since_by"]) == (night["checked_at"], cli.DAILY)
+    assert later["errors"] == 0  # counted from the timer's run: the night's error is in its report
+    assert later["daily_report"] == {
+        "checked_at": night["checked_at"], "since": None, "requests": 0, "errors": 1, "failed_logins": 0,
+        "breaches": night["breaches"], "file": str(kept[0])}
+
+
+def test_the_oldest_daily_reports_go_beyond_the_kept_number(host, capsys, monkeypatch):
+    host.reports.mkdir(parents=True)
+    for day in range(1, 5):
+        (host.reports / f"2025-01-0{day}T063000.json").write_text(json.dumps({"checked_at": f"d{day}"}))
+    (host.reports / "notes.txt").write_text("a person's own file stays")
+    monkeypatch.setattr(outputs, "KEPT_REPORTS", 3)
+    assert run(capsys, host, "--keep-report")[0] == 0
+    names = sorted(path.name for path in host.reports.iterdir())
+    assert names[:2] == ["2025-01-03T063000.json", "2025-01-04T063000.json"] and names[-1] == "notes.txt"
+    assert len(names) == 4
 
 
 def test_an_app_host_of_a_postgresql_deployment_leaves_the_database_to_the_db_host(host, capsys):
@@ -464,7 +501,7 @@ def test_the_script_runs_on_the_system_python_alone(host):
     doc = json.loads(proc.stdout)
     assert list(doc) == REPORT_KEYS
     assert [h["ok"] for h in doc["health"]] == [True, True]
-    assert json.loads(host.state.read_text(encoding="utf-8")) == {"last_check": doc["checked_at"]}
+    assert json.loads(host.state.read_text(encoding="utf-8")) == {"last_check": doc["checked_at"], "by": cli.BY_HAND}
     # The command as the host_commands role installs it (#!/usr/bin/python3 -IB, the package's path).
     helped = subprocess.run([str(install_command("check", host.root)), "--help"],
                             capture_output=True, text=True, env=env, check=False, timeout=60)

@@ -28,6 +28,7 @@ REPORT_KEYS = [
     "checked_at", "kind", "units", "postgresql_error", "database", "database_mb", "connections",
     "max_connections", "connections_percent", "data_directory", "disk_percent", "disk_free_mb",
     "backup_disk_percent", "backup_disk_free_mb", "newest_backup_age_hours", "replication", "limits", "breaches",
+    "daily_report",
 ]
 NO_STANDBY = "none: one PostgreSQL server, no standby (the README describes a streaming replica on paper)"
 SYSTEMCTL_SHOW = """#!/bin/sh
@@ -69,6 +70,7 @@ class DbHost:
         (tmp_path / "layout.json").write_text(json.dumps(self.layout), encoding="utf-8")
         monkeypatch.setenv("TASK_MANAGER_LAYOUT", str(tmp_path / "layout.json"))
         monkeypatch.setenv("TASK_MANAGER_CHECK_STATE", str(self.state))
+        monkeypatch.setenv("TASK_MANAGER_CHECK_REPORTS", str(tmp_path / "check-reports"))
         monkeypatch.setenv("PGHOST", str(cluster.socket_dir))
         monkeypatch.setenv("PGUSER", "postgres")
         monkeypatch.delenv("PG_STATE", raising=False)

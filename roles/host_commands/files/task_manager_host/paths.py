@@ -12,6 +12,8 @@ OFFSITE_CONFIG = "/etc/task-manager/offsite.json"
 NOTIFY_CONFIG = "/etc/task-manager/notify.json"
 LB_CONFIG = "/etc/haproxy/task-manager-lb.json"
 CHECK_STATE = "/var/lib/task-manager/check-state.json"
+# The daily timer's reports, kept for a person to read later (check.yml shows the newest).
+CHECK_REPORTS = "/var/lib/task-manager/check-reports"
 FACTS = "/etc/ansible/facts.d/task_manager.fact"  # the release history the playbooks keep
 CRON_DIR = "/etc/cron.d"
 

@@ -12,6 +12,10 @@ from pathlib import Path
 from task_manager_host import common
 from task_manager_host.check import database, figures, layout, limits, outputs
 
+# Whose check the next one counts from (the state file says it; the report repeats it).
+DAILY = "the daily check (task-manager-check.timer)"
+BY_HAND = "a check run by hand (check.yml)"
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="task-manager-check")
@@ -30,6 +34,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--failed-login-burst", type=int, default=20,
                         help="failed sign-ins in 5 minutes that the monitoring alerts on (published, not judged here)")
     parser.add_argument("--no-record", action="store_true")
+    parser.add_argument("--keep-report", action="store_true",
+                        help="keep the whole report in the reports folder (the daily timer's run)")
     parser.add_argument("--fail-on-breach", action="store_true",
                         help="exit 2 when a limit is broken (the daily timer's unit, whose failure is told)")
     parser.add_argument("--textfile", default=None,
@@ -49,13 +55,21 @@ def main(argv: list[str] | None = None) -> int:
     held_to = limits.limits_from(args, kind)
     report["limits"] = held_to
     report["breaches"] = limits.judge(report, held_to)
+    reports = layout.reports_dir()
+    report["daily_report"] = outputs.newest_daily(reports)
     # The db host counts nothing from logs: there is no "since the last check" to keep.
     # common.write_whole refuses a directory another account can write with a CommandError.
     if kind == "app" and not args.no_record:
         try:
-            outputs.record(report)
+            outputs.record(report, DAILY if args.keep_report else BY_HAND)
         except (common.CommandError, OSError) as exc:
             print(f"task-manager-check: the time of this check not kept: {exc}", file=sys.stderr)
+            return 1
+    if args.keep_report:
+        try:
+            outputs.keep_report(report, reports)
+        except (common.CommandError, OSError) as exc:
+            print(f"task-manager-check: the report not kept in {reports}: {exc}", file=sys.stderr)
             return 1
     if args.textfile:
         try:

@@ -153,7 +153,8 @@ def measure(config: dict, args: argparse.Namespace) -> dict:
     """Every figure the check reports, measured and nothing judged: the report without
     its limits and breaches. OSError or ValueError when the check itself cannot run."""
     now = datetime.now()
-    since = common.read_json_or_empty(layout.state_file()).get("last_check", logs.NEVER)
+    state = common.read_json_or_empty(layout.state_file())
+    since = state.get("last_check", logs.NEVER)
     if not isinstance(since, str):
         since = logs.NEVER
     units, pids, memory = service_state(config)
@@ -170,6 +171,8 @@ def measure(config: dict, args: argparse.Namespace) -> dict:
         "checked_at": now.strftime("%Y-%m-%d %H:%M:%S"),
         "kind": "app",
         "since": None if since.startswith("0000") else since,
+        # Whose time the counts run from: the daily timer's check, or one run by hand.
+        "since_by": state.get("by") if isinstance(state.get("by"), str) and not since.startswith("0000") else None,
         "units": shared_figures.unit_states(units),
         "health": [health(args.api_url), health(args.web_url)],
         "requests": len(durations),

@@ -23,6 +23,10 @@ def state_file() -> Path:
     return Path(os.environ.get("TASK_MANAGER_CHECK_STATE", paths.CHECK_STATE))
 
 
+def reports_dir() -> Path:
+    return Path(os.environ.get("TASK_MANAGER_CHECK_REPORTS", paths.CHECK_REPORTS))
+
+
 def facts_file(config: dict) -> Path:
     return Path(os.environ.get("TASK_MANAGER_CHECK_FACTS") or config.get("facts_file") or paths.FACTS)
 

@@ -1,7 +1,8 @@
 """What the check writes besides the document it prints: the figures and their limits for
-node_exporter's textfile collector (with the off-host copies' figures relayed), and the
-time of this check in the state file. Each written whole, never through a link, and as
-root only into a directory no other account can write (common.write_whole)."""
+node_exporter's textfile collector (with the off-host copies' figures relayed), the time of
+this check in the state file, and the daily timer's whole report. Each written whole, never
+through a link, and as root only into a directory no other account can write
+(common.write_whole)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,48 @@ import os
 import re
 import stat
 import time
+from pathlib import Path
 
 from task_manager_host import common
 from task_manager_host.check.layout import state_file
 from task_manager_host.check.limits import DATABASE_FIGURE_LIMITS, FIGURE_LIMITS
 
 
-def record(report: dict) -> None:
-    """Keep the time of this check: the next one counts the logs from here."""
+def record(report: dict, by: str) -> None:
+    """Keep the time of this check, and whose it was: the next one counts the logs from here."""
     path = state_file()
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    common.write_whole(path, json.dumps({"last_check": report["checked_at"]}) + "\n", 0o644)
+    common.write_whole(path, json.dumps({"last_check": report["checked_at"], "by": by}) + "\n", 0o644)
+
+
+# The daily timer's reports: one file per run, named by its time, the newest KEPT_REPORTS
+# kept. An operator's check later in the day counts only from the timer's run; the night's
+# counts and findings stay readable here (check.yml shows the newest).
+KEPT_REPORTS = 31
+REPORT_NAME = re.compile(r"\d{4}-\d\d-\d\dT\d{6}\.json")
+DAILY_SUMMARY = ("checked_at", "since", "requests", "errors", "failed_logins", "breaches")
+
+
+def newest_daily(directory: Path) -> dict | None:
+    """What the newest kept report says, with its file; None when the timer has kept none."""
+    names = sorted(path.name for path in directory.glob("*.json") if REPORT_NAME.fullmatch(path.name)) \
+        if directory.is_dir() else []
+    for name in reversed(names):
+        kept = common.read_json_or_empty(directory / name)
+        if kept:
+            return {**{key: kept.get(key) for key in DAILY_SUMMARY}, "file": str(directory / name)}
+    return None
+
+
+def keep_report(report: dict, directory: Path) -> Path:
+    """The whole report, kept for a person to read later; the oldest beyond KEPT_REPORTS go."""
+    directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+    path = directory / (report["checked_at"].replace(" ", "T").replace(":", "") + ".json")
+    common.write_whole(path, json.dumps(report, ensure_ascii=False, indent=1) + "\n", 0o644)
+    names = sorted(found.name for found in directory.glob("*.json") if REPORT_NAME.fullmatch(found.name))
+    for name in names[:-KEPT_REPORTS]:
+        (directory / name).unlink(missing_ok=True)
+    return path
 
 
 # For Prometheus: each figure of the report that has a limit, with the limit it is held
