@@ -33,11 +33,17 @@ REPORT_NAME = re.compile(r"\d{4}-\d\d-\d\dT\d{6}\.json")
 DAILY_SUMMARY = ("checked_at", "since", "requests", "errors", "failed_logins", "breaches")
 
 
+def kept_reports(directory: Path) -> list[str]:
+    """The kept reports' names, oldest first (their names are their times); a person's own
+    files beside them are not reports."""
+    if not directory.is_dir():
+        return []
+    return sorted(path.name for path in directory.glob("*.json") if REPORT_NAME.fullmatch(path.name))
+
+
 def newest_daily(directory: Path) -> dict | None:
     """What the newest kept report says, with its file; None when the timer has kept none."""
-    names = sorted(path.name for path in directory.glob("*.json") if REPORT_NAME.fullmatch(path.name)) \
-        if directory.is_dir() else []
-    for name in reversed(names):
+    for name in reversed(kept_reports(directory)):
         kept = common.read_json_or_empty(directory / name)
         if kept:
             return {**{key: kept.get(key) for key in DAILY_SUMMARY}, "file": str(directory / name)}
@@ -49,8 +55,7 @@ def keep_report(report: dict, directory: Path) -> Path:
     directory.mkdir(mode=0o755, parents=True, exist_ok=True)
     path = directory / (report["checked_at"].replace(" ", "T").replace(":", "") + ".json")
     common.write_whole(path, json.dumps(report, ensure_ascii=False, indent=1) + "\n", 0o644)
-    names = sorted(found.name for found in directory.glob("*.json") if REPORT_NAME.fullmatch(found.name))
-    for name in names[:-KEPT_REPORTS]:
+    for name in kept_reports(directory)[:-KEPT_REPORTS]:
         (directory / name).unlink(missing_ok=True)
     return path
 
