@@ -8,12 +8,13 @@
 # client the cluster scenario reaches its hosts with; restic, whose real repositories
 # tests/test_offsite_command.py copies sets into, and rclone, which serves one append-only
 # there as the backup host does; prometheus, for promtool, which checks and unit-tests the
-# alert rules (make test-rules). Nothing is installed when everything is present, so
-# `make test` and `make demo` run it first.
+# alert rules (make test-rules) and the monitoring host's configuration; openssl, which makes
+# the certificates tests/test_templates.py hands HAProxy's own check. Nothing is installed
+# when everything is present, so `make test` and `make demo` run it first.
 set -euo pipefail
 
 packages=(chromium fonts-ipafont-gothic sqlite3 postgresql libpq5 podman runc debootstrap uidmap slirp4netns
-  golang-github-containernetworking-plugin-dnsname haproxy openssh-client restic rclone prometheus)
+  golang-github-containernetworking-plugin-dnsname haproxy openssh-client restic rclone prometheus openssl)
 missing=()
 for pkg in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
