@@ -2,18 +2,21 @@
 """A bounded load generator that counts every answer, for the multi-host scenarios.
 
     load.py --url=http://127.0.0.1:PORT/PATH [--token=JWT] [--seconds=10] [--concurrency=4]
-            [--max-requests=20000] [--write-every=N --title-prefix=P] [--health-every=N]
+            [--max-requests=20000] [--write-every=N --title-prefix=P [--max-writes=N]] [--health-every=N]
             [--stop-file=PATH] [--pace=SECONDS]
 
 Sends GET requests from a few threads until the time or the request budget is spent, or
 the stop file appears (a runbook's step is over); each thread waits --pace seconds
 between its requests, so the load stays a load and not a benchmark. With --write-every, every Nth request
-of a thread creates a task instead (POST /api/tasks, a unique title); with
+of a thread creates a task instead (POST /api/tasks, a unique title), until --max-writes
+were sent (then it reads: an account's storage quota must not be what fails); with
 --health-every, every Nth asks /health and counts the releases that answered. Prints
 JSON: {"total", "by_status": {"200": n, ...}, "errors" (no HTTP answer at all),
 "error_kinds", "failed" (errors and answers other than 2xx), "last_status", "seconds",
 "longest_gap_s" (the longest time without a good answer), "written" (titles created),
-"writes_failed", "releases": {"<release> on <schema revision>": n}}. Only 127.0.0.1 is
+"writes_failed", "releases": {"<release> on <schema revision>": n}, "failures": the first 20
+failed requests, each with when, what, and who answered (HAProxy, nginx or the app: the
+start of the body)}. Only 127.0.0.1 is
 accepted: test traffic goes to ports published on this machine's loopback, nowhere else.
 """
 
@@ -30,22 +33,25 @@ from collections import Counter
 from urllib.parse import urlsplit
 
 LOOPBACK = "127.0.0.1"
+MAX_FAILURES_KEPT = 20
 
 
 class Load:
     """The counters the threads share."""
 
     def __init__(self, port: int, path: str, headers: dict, seconds: float, max_requests: int, *,
-                 write_every: int = 0, health_every: int = 0, title_prefix: str = "load",
+                 write_every: int = 0, health_every: int = 0, title_prefix: str = "load", max_writes: int = 0,
                  stop_file: str | None = None, pace: float = 0.01):
         self.port, self.path, self.headers, self.max_requests = port, path, headers, max_requests
         self.write_every, self.health_every, self.title_prefix = write_every, health_every, title_prefix
-        self.stop_file, self.pace = stop_file, pace
+        self.stop_file, self.pace, self.max_writes = stop_file, pace, max_writes
+        self.writes_sent = 0
         self.statuses: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
         self.releases: Counter[str] = Counter()
         self.written: list[str] = []
         self.writes_failed = 0
+        self.failures: list[dict] = []
         self.lock = threading.Lock()
         self.last_status: int | None = None
         self.sent = 0
@@ -64,9 +70,15 @@ class Load:
     def _running(self) -> bool:
         return time.monotonic() < self.deadline and not (self.stop_file and os.path.exists(self.stop_file))
 
-    def _record(self, outcome: str | None, error: str | None) -> None:
+    def _record(self, outcome: str | None, error: str | None, kind: str = "read", body: bytes = b"",
+                detail: str = "") -> None:
         with self.lock:
             now = time.monotonic()
+            if (outcome is None or not outcome.startswith("2")) and len(self.failures) < MAX_FAILURES_KEPT:
+                # A failure explains itself: when, which request, and whose answer it was.
+                self.failures.append({"at_s": round(now - self.started, 2), "kind": kind,
+                                      "status": outcome, "error": detail or error,
+                                      "body": body[:160].decode("utf-8", "replace")})
             if outcome is not None:
                 self.statuses[outcome] += 1
             else:
@@ -76,8 +88,15 @@ class Load:
                 self.last_good = now
             self.last_status = int(outcome) if outcome else None
 
+    def _take_write(self) -> bool:
+        with self.lock:
+            if self.max_writes and self.writes_sent >= self.max_writes:
+                return False
+            self.writes_sent += 1
+            return True
+
     def _request(self, conn, thread: int, number: int) -> tuple[str, str, bytes | None]:
-        if self.write_every and number % self.write_every == 0:
+        if self.write_every and number % self.write_every == 0 and self._take_write():
             title = f"{self.title_prefix}-{thread}-{number}"
             body = json.dumps({"title": title}).encode()
             headers = {**self.headers, "Content-Type": "application/json"}
@@ -101,7 +120,7 @@ class Load:
                 kind, title, _ = self._request(conn, thread, number)
                 response = conn.getresponse()
                 payload = response.read()
-                self._record(str(response.status), None)
+                self._record(str(response.status), None, kind, payload)
                 if kind == "write":
                     with self.lock:
                         if response.status == 201:
@@ -118,7 +137,7 @@ class Load:
                     conn.close()
                     conn = None
             except (OSError, http.client.HTTPException, ValueError) as exc:
-                self._record(None, type(exc).__name__)
+                self._record(None, type(exc).__name__, kind, detail=f"{type(exc).__name__}: {exc}"[:160])
                 if kind == "write":
                     with self.lock:
                         self.writes_failed += 1
@@ -143,6 +162,7 @@ class Load:
             "written": self.written,
             "writes_failed": self.writes_failed,
             "releases": dict(self.releases),
+            "failures": self.failures,
         }
 
 
@@ -156,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-every", type=int, default=0)
     parser.add_argument("--health-every", type=int, default=0)
     parser.add_argument("--title-prefix", default="load")
+    parser.add_argument("--max-writes", type=int, default=0, help="writes at most, then reads only (0: no bound)")
     parser.add_argument("--stop-file")
     parser.add_argument("--pace", type=float, default=0.01, help="seconds each thread waits between requests")
     args = parser.parse_args(argv)
@@ -167,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
         headers["Authorization"] = f"Bearer {args.token}"
     load = Load(url.port, url.path + (f"?{url.query}" if url.query else ""), headers, args.seconds,
                 args.max_requests, write_every=args.write_every, health_every=args.health_every,
-                title_prefix=args.title_prefix, stop_file=args.stop_file, pace=args.pace)
+                title_prefix=args.title_prefix, stop_file=args.stop_file, pace=args.pace,
+                max_writes=args.max_writes)
     threads = [threading.Thread(target=load.worker, args=(n,)) for n in range(args.concurrency)]
     for thread in threads:
         thread.start()

@@ -48,6 +48,8 @@ class Handler(BaseHTTPRequestHandler):
         server = self.server
         if self.path == "/health":
             self._send(200 if server.healthy else 500, {"release": server.name, "schema_revision": "9001"})
+        elif self.path == "/broken":
+            self._send(500, {"error": f"{server.name} is broken"})
         elif self.path == "/slow":
             time.sleep(1.0)
             self._send(200, {"server": server.name})
@@ -246,6 +248,35 @@ def test_load_counts_reads_writes_and_releases_and_stops_on_its_file(lb, tmp_pat
     assert len(set(answer["written"])) == len(answer["written"])
     assert set(answer["releases"]) <= {"app1 on 9001", "app2 on 9001"} and answer["releases"]
     assert answer["longest_gap_s"] < 1.0
+
+
+def test_load_keeps_the_first_failures_with_whose_answer_they_were(lb):
+    run_load = load.Load(lb["port"], "/broken", {}, seconds=30, max_requests=30, pace=0)
+    run_load.worker()
+    answer = run_load.answer()
+    assert answer["failed"] == answer["total"] == 30
+    assert len(answer["failures"]) == load.MAX_FAILURES_KEPT
+    assert {failure["status"] for failure in answer["failures"]} == {"500"}
+    assert all(" is broken" in failure["body"] for failure in answer["failures"])
+
+
+def test_load_writes_no_more_than_asked_then_reads(lb):
+    run_load = load.Load(lb["port"], "/api/tasks", {}, seconds=30, max_requests=40, write_every=2, max_writes=5,
+                         pace=0)
+    run_load.worker()
+    answer = run_load.answer()
+    assert answer["failed"] == 0 and answer["total"] == 40
+    assert answer["by_status"] == {"201": 5, "200": 35} and len(answer["written"]) == 5
+
+
+def test_load_names_a_request_nothing_answered():
+    run_load = load.Load(free_port(), "/", {}, seconds=30, max_requests=3, pace=0)
+    run_load.worker()
+    answer = run_load.answer()
+    assert answer["errors"] == answer["failed"] == 3
+    assert answer["error_kinds"] == {"ConnectionRefusedError": 3}
+    assert all(failure["status"] is None and failure["error"].startswith("ConnectionRefusedError:")
+               for failure in answer["failures"])
 
 
 def test_the_command_without_its_settings_says_what_writes_them(lb, tmp_path):
