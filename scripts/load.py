@@ -3,7 +3,8 @@
 
     load.py --url=http://127.0.0.1:PORT/PATH [--token=JWT] [--seconds=10] [--concurrency=4]
             [--max-requests=20000] [--write-every=N --title-prefix=P [--max-writes=N]] [--health-every=N]
-            [--stop-file=PATH] [--pace=SECONDS]
+            [--stop-file=PATH] [--pace=SECONDS] [--timeout=SECONDS]
+    load.py --inside-test-network=10.x.y.0/24 --url=http://10.x.y.z:PORT/PATH ...   (run on a test host)
 
 Sends GET requests from a few threads until the time or the request budget is spent, or
 the stop file appears (a runbook's step is over); each thread waits --pace seconds
@@ -18,12 +19,16 @@ JSON: {"total", "by_status": {"200": n, ...}, "errors" (no HTTP answer at all),
 failed requests, each with when, what, and who answered (HAProxy, nginx or the app: the
 start of the body)}. Only 127.0.0.1 is
 accepted: test traffic goes to ports published on this machine's loopback, nowhere else.
+With --inside-test-network=NETWORK, where the load runs on a test host to reach a floating
+address that exists only in the test hosts' network, an address in that private network is
+accepted instead (never a public, link-local or loopback one, never a name).
 """
 
 from __future__ import annotations
 
 import argparse
 import http.client
+import ipaddress
 import json
 import os
 import sys
@@ -41,8 +46,9 @@ class Load:
 
     def __init__(self, port: int, path: str, headers: dict, seconds: float, max_requests: int, *,
                  write_every: int = 0, health_every: int = 0, title_prefix: str = "load", max_writes: int = 0,
-                 stop_file: str | None = None, pace: float = 0.01):
-        self.port, self.path, self.headers, self.max_requests = port, path, headers, max_requests
+                 stop_file: str | None = None, pace: float = 0.01, host: str = LOOPBACK, timeout: float = 10):
+        self.host, self.port, self.path, self.headers, self.max_requests = host, port, path, headers, max_requests
+        self.timeout = timeout
         self.write_every, self.health_every, self.title_prefix = write_every, health_every, title_prefix
         self.stop_file, self.pace, self.max_writes = stop_file, pace, max_writes
         self.writes_sent = 0
@@ -116,7 +122,7 @@ class Load:
             kind, title = "read", ""
             try:
                 if conn is None:
-                    conn = http.client.HTTPConnection(LOOPBACK, self.port, timeout=10)
+                    conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
                 kind, title, _ = self._request(conn, thread, number)
                 response = conn.getresponse()
                 payload = response.read()
@@ -166,6 +172,22 @@ class Load:
         }
 
 
+def target_allowed(host: str | None, inside_test_network: str | None) -> bool:
+    """127.0.0.1 always; with inside_test_network (the test hosts' network, private), an
+    address in it instead (an address, not a name: nothing resolves it elsewhere)."""
+    if host == LOOPBACK:
+        return True
+    if not inside_test_network:
+        return False
+    try:
+        address = ipaddress.ip_address(host or "")
+        network = ipaddress.ip_network(inside_test_network)
+    except ValueError:
+        return False
+    return (network.is_private and not network.is_link_local and not network.is_loopback
+            and address in network and not address.is_link_local)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True)
@@ -179,17 +201,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-writes", type=int, default=0, help="writes at most, then reads only (0: no bound)")
     parser.add_argument("--stop-file")
     parser.add_argument("--pace", type=float, default=0.01, help="seconds each thread waits between requests")
+    parser.add_argument("--timeout", type=float, default=10,
+                        help="seconds a request may wait for its answer (a dead peer sends no reset)")
+    parser.add_argument("--inside-test-network", metavar="NETWORK",
+                        help="accept an address in this private network: the load runs on a test host in it")
     args = parser.parse_args(argv)
     url = urlsplit(args.url)
-    if url.scheme != "http" or url.hostname != LOOPBACK or not url.port:
-        parser.error(f"--url must be http://{LOOPBACK}:PORT/..., not {args.url}")
+    if url.scheme != "http" or not url.port or not target_allowed(url.hostname, args.inside_test_network):
+        where = f"in {args.inside_test_network} (private)" if args.inside_test_network else LOOPBACK
+        parser.error(f"--url must be http://ADDRESS:PORT/... with ADDRESS {where}, not {args.url}")
     headers = {"Accept": "application/json"}
     if args.token:
         headers["Authorization"] = f"Bearer {args.token}"
     load = Load(url.port, url.path + (f"?{url.query}" if url.query else ""), headers, args.seconds,
                 args.max_requests, write_every=args.write_every, health_every=args.health_every,
                 title_prefix=args.title_prefix, stop_file=args.stop_file, pace=args.pace,
-                max_writes=args.max_writes)
+                max_writes=args.max_writes, host=url.hostname, timeout=args.timeout)
     threads = [threading.Thread(target=load.worker, args=(n,)) for n in range(args.concurrency)]
     for thread in threads:
         thread.start()

@@ -99,6 +99,8 @@ def create(args: argparse.Namespace) -> dict:
             argv += ["--mount", f"type=tmpfs,destination={path},tmpfs-size={size or '64m'},tmpfs-mode=0700"]
         for entry in args.add_host:
             argv += ["--add-host", entry]
+        for capability in args.cap_add:
+            argv += ["--cap-add", capability]
         if os.environ.get("TEST_HOST_CGROUP_PARENT"):
             # A background lane's hosts share its small CPU share (scripts/run-lane.sh).
             argv += ["--cgroup-parent", os.environ["TEST_HOST_CGROUP_PARENT"]]
@@ -171,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--ip", help="the host's own address on --network (kept across a stop and a start)")
     c.add_argument("--tmpfs", action="append", default=[], help="PATH:SIZE, a small file system of its own")
     c.add_argument("--add-host", action="append", default=[], help="NAME:IP, a hosts entry")
+    c.add_argument("--cap-add", action="append", default=[],
+                   help="a capability beyond podman's defaults (NET_ADMIN for a floating address)")
     c.add_argument("--ssh-key", help=f"a public key file: user {SSH_USER} logs in with it and has sudo")
     c.add_argument("--known-hosts", help="an SSH known_hosts file: the host's keys at its published port 22")
     c.add_argument("--command", default=INIT, help=f"PID 1 (default {INIT}: systemd)")

@@ -279,6 +279,54 @@ def test_load_names_a_request_nothing_answered():
                for failure in answer["failures"])
 
 
+def test_load_reaches_loopback_alone_unless_it_runs_inside_the_test_network():
+    network = "10.231.47.0/24"
+    assert load.target_allowed("127.0.0.1", None) and load.target_allowed("127.0.0.1", network)
+    assert not load.target_allowed("10.231.47.100", None)
+    assert load.target_allowed("10.231.47.100", network)
+    for elsewhere in ("10.231.48.1", "169.254.169.254", "8.8.8.8", "example.org", "::1", "", None):
+        assert not load.target_allowed(elsewhere, network), elsewhere
+    for not_a_test_network in ("8.8.8.0/24", "169.254.0.0/16", "127.0.0.0/8", "eth0"):
+        assert not load.target_allowed("169.254.1.1", not_a_test_network)
+        assert not load.target_allowed("8.8.8.8", not_a_test_network)
+    with pytest.raises(SystemExit):
+        load.main(["--url=http://10.231.47.100:8080/health", "--seconds=0"])
+
+
+def test_load_gives_up_on_a_peer_that_never_answers_after_its_timeout():
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        run_load = load.Load(silent.getsockname()[1], "/", {}, seconds=30, max_requests=2, pace=0, timeout=0.5)
+        started = time.monotonic()
+        run_load.worker()
+    answer = run_load.answer()
+    assert answer["failed"] == 2 and answer["error_kinds"] == {"TimeoutError": 2}
+    assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize(("address", "holds"), [("127.0.0.1", True), ("192.0.2.77", False)])
+def test_address_says_whether_this_host_holds_the_floating_address(lb, tmp_path, address, holds):
+    settings = tmp_path / "task-manager-lb.json"
+    settings.write_text(json.dumps({**json.loads(lb["settings"].read_text()), "address": address}))
+    figures = tmp_path / "task_manager_lb.prom"
+    env = {"PATH": "/usr/bin:/bin", "TASK_MANAGER_LB_CONFIG": str(settings)}
+    done = subprocess.run([str(lb["command"]), "address", "--textfile", str(figures)], capture_output=True, text=True,
+                          check=False, timeout=60, env=env)
+    answer = json.loads(done.stdout)
+    assert done.returncode == 0 and answer["holds"] is holds and answer["address"] == address
+    # No systemd runs keepalived on this machine: the figure says so rather than guess.
+    assert answer["keepalived"] is False
+    text = figures.read_text()
+    assert f'task_manager_lb_holds_address{{address="{address}"}} {int(holds)}' in text
+    assert "task_manager_lb_keepalived_up 0" in text and "task_manager_lb_figures_timestamp_seconds " in text
+
+
+def test_address_without_a_floating_address_says_where_it_comes_from(lb):
+    rc, answer = run(lb, "address")
+    assert rc == 1 and not answer["ok"] and "task_manager_lb_address is empty" in answer["message"]
+
+
 def test_the_command_without_its_settings_says_what_writes_them(lb, tmp_path):
     settings = tmp_path / "task-manager-lb.json"
     settings.write_text(json.dumps({"socket": str(tmp_path / "admin.sock")}))

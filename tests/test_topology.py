@@ -35,16 +35,16 @@ def test_the_database_the_backups_and_the_ca_follow_the_inventorys_groups(groups
 
 
 @pytest.mark.parametrize(("host", "groups", "account", "metrics"), [
-    ("app1", ONE_HOST, "task-manager", ("task-manager", "task-manager")),
-    ("mon", MONITORED, "task-manager", ("root", "root")),
-    ("db", CLUSTER, "postgres", ("postgres", "postgres")),
-    ("app2", CLUSTER, "task-manager", ("task-manager", "task-manager")),
-    ("lb", CLUSTER, "task-manager", ("root", "root")),
+    ("app1", ONE_HOST, "task-manager", ("task-manager", "task-manager", "0775")),
+    ("mon", MONITORED, "task-manager", ("root", "root", "0755")),
+    ("db", CLUSTER, "postgres", ("postgres", "postgres", "0775")),
+    ("app2", CLUSTER, "task-manager", ("task-manager", "task-manager", "0775")),
+    ("lb", CLUSTER, "task-manager", ("root", "root", "0755")),
 ])
 def test_each_host_backs_up_and_writes_its_figures_as_the_account_that_owns_the_data(host, groups, account, metrics):
     assert topology.backup_account(host, groups, "task-manager") == account
     got = topology.metrics_account(host, groups, "task-manager", "task-manager")
-    assert (got["user"], got["group"]) == metrics
+    assert (got["user"], got["group"], got["mode"]) == metrics
 
 
 @pytest.mark.parametrize(("host", "groups", "offsite", "access"), [
@@ -81,7 +81,7 @@ def test_a_deployment_is_its_groups_hosts_each_once_in_the_order_they_are_checke
 def test_each_host_runs_the_checks_of_each_of_its_groups_once_in_order():
     assert topology.preflight_roles(["db"], "deploy") == [
         "postgresql", "backup", "offsite_backup", "node_exporter", "host_report", "notify"]
-    assert topology.preflight_roles(["lb"], "deploy") == ["haproxy", "node_exporter"]
+    assert topology.preflight_roles(["lb"], "deploy") == ["haproxy", "keepalived", "node_exporter"]
     # An app host that also holds the monitoring: both groups' checks, node_exporter's once.
     both = topology.preflight_roles(["monitoring", "task_manager"], "deploy")
     assert both[:2] == ["monitoring", "node_exporter"] and both.count("node_exporter") == 1

@@ -45,14 +45,16 @@ def backup_account(host: str, groups: dict, service_user: str) -> str:
 def metrics_account(host: str, groups: dict, service_user: str, service_group: str,
                     app_group: str = APP_GROUP) -> dict:
     """Who writes the figures in node_exporter's textfile directory on this host (user and
-    group): the backup's account where the database is, the service's on an app host, root
-    on a host with neither (its figures' unit has nothing else to run as)."""
+    group), and the directory's mode: the backup's account where the database is, the
+    service's on an app host (its group writes there: 0775), root on a host with neither
+    (root alone writes there: 0755, as root's host commands require of a directory they
+    write in)."""
     db = _members(groups, "db")
     if db and host == db[0]:
-        return {"user": "postgres", "group": "postgres"}
+        return {"user": "postgres", "group": "postgres", "mode": "0775"}
     if host in _members(groups, app_group):
-        return {"user": service_user, "group": service_group}
-    return {"user": "root", "group": "root"}
+        return {"user": service_user, "group": service_group, "mode": "0775"}
+    return {"user": "root", "group": "root", "mode": "0755"}
 
 
 def backup_dir_access(host: str, groups: dict, service_group: str, offsite_user: str, offsite_enabled: bool, *,
@@ -78,7 +80,7 @@ PREFLIGHT = {
     "deploy": {
         "db": ("postgresql", "backup", "offsite_backup", "node_exporter", "host_report", "notify"),
         "backup": ("offsite_backup", "node_exporter"),
-        "lb": ("haproxy", "node_exporter"),
+        "lb": ("haproxy", "keepalived", "node_exporter"),
         "monitoring": ("monitoring", "node_exporter"),
         APP_GROUP: APP_HOST_CHECKS,
     },

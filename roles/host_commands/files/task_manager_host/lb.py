@@ -4,10 +4,13 @@
   task-manager-lb drain HOST [--timeout S] [--even-if-last]
                                            no new requests to HOST; wait until its open ones end; out
   task-manager-lb admit HOST [--timeout S] HOST back in; wait until HAProxy's checks see it UP
+  task-manager-lb address [--textfile F]   whether this host holds the users' floating address and
+                                           keepalived runs (F: the same as Prometheus figures)
 
 Each prints one JSON object; a drain or admit that cannot finish exits 1 and says why.
-The admin socket and the backend's name come from TASK_MANAGER_LB_CONFIG (default
-/etc/haproxy/task-manager-lb.json, written by the haproxy role from the inventory).
+The admin socket, the backend's name and the floating address come from
+TASK_MANAGER_LB_CONFIG (default /etc/haproxy/task-manager-lb.json, written by the haproxy
+role from the inventory).
 """
 
 from __future__ import annotations
@@ -16,13 +19,16 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 
 from task_manager_host import common, paths
 
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 # The admin socket's path and the backend's name, read once by main().
 SETTINGS: dict = {}
 
@@ -166,6 +172,39 @@ def admit(host, timeout):
             "state": server(host)}
 
 
+def held_addresses() -> list[str]:
+    """Every IPv4 address this host holds now, the floating one included (ip's JSON)."""
+    # Fixed arguments; the program found on the system's own directories, never the caller's PATH.
+    ip = shutil.which("ip", path=SYSTEM_PATH) or "/usr/sbin/ip"
+    done = subprocess.run([ip, "-json", "-4", "addr", "show"], capture_output=True, text=True,  # noqa: S603
+                          check=True, timeout=10)
+    return [entry["local"] for link in json.loads(done.stdout or "[]") for entry in link.get("addr_info") or []
+            if entry.get("local")]
+
+
+def unit_active(unit: str) -> bool:
+    systemctl = shutil.which("systemctl", path=SYSTEM_PATH) or "/usr/bin/systemctl"
+    return subprocess.run([systemctl, "is-active", "--quiet", unit], check=False, timeout=10).returncode == 0  # noqa: S603
+
+
+def address_state(address: str) -> dict:
+    """Whether this lb host holds the users' address, and whether keepalived could take it over."""
+    if not address:
+        raise common.CommandError("the settings name no floating address (task_manager_lb_address is empty)")
+    return {"ok": True, "address": address, "holds": address in held_addresses(),
+            "keepalived": unit_active("keepalived.service")}
+
+
+def address_figures(state: dict) -> str:
+    lines = common.gauges("task_manager_lb_holds_address", "1: this lb host holds the users' floating address",
+                          [({"address": state["address"]}, int(state["holds"]))])
+    lines += common.gauges("task_manager_lb_keepalived_up",
+                           "1: keepalived runs on this lb host (it can take the users' address over)",
+                           [({}, int(state["keepalived"]))])
+    lines += [f"task_manager_lb_figures_timestamp_seconds {round(time.time(), 3)}"]
+    return "\n".join(lines) + "\n"
+
+
 def load_settings() -> dict:
     found = common.read_json(Path(os.environ.get("TASK_MANAGER_LB_CONFIG", paths.LB_CONFIG)))
     missing = [key for key in ("socket", "backend") if not isinstance(found.get(key), str) or not found[key]]
@@ -178,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("state")
+    figures = commands.add_parser("address")
+    figures.add_argument("--textfile", help="also write the figures here, for node_exporter")
     for name in ("drain", "admit"):
         sub = commands.add_parser(name)
         sub.add_argument("host")
@@ -193,11 +234,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "state":
             result = {"ok": True, "backend": SETTINGS["backend"], "servers": list(servers().values())}
+        elif args.command == "address":
+            result = address_state(SETTINGS.get("address") or "")
+            if args.textfile:
+                common.write_whole(Path(args.textfile), address_figures(result))
         elif args.command == "drain":
             result = drain(args.host, args.timeout, args.even_if_last)
         else:
             result = admit(args.host, args.timeout)
-    except OSError as error:
+    except common.CommandError as error:
+        fail(str(error))
+    except (OSError, subprocess.SubprocessError, ValueError) as error:
+        if args.command == "address":
+            fail(f"this host's addresses or keepalived's state could not be read, or the figures written ({error})")
         fail(f"HAProxy's admin socket {SETTINGS['socket']} does not answer ({error}): is haproxy running? "
              "systemctl status haproxy; recover.yml restarts it.")
     print(json.dumps(result))
