@@ -98,11 +98,3 @@ def test_a_good_address_is_no_problem():
 def test_facts_of_reads_each_hosts_facts_and_tolerates_a_missing_one():
     hostvars = {"tm-lb": {"ansible_facts": FACTS["tm-lb"]}, "tm-lb2": {}}
     assert floating.facts_of(LBS, hostvars) == {"tm-lb": FACTS["tm-lb"], "tm-lb2": {}}
-
-
-def test_ip_addresses_reads_what_a_host_holds_from_ip_json():
-    answer = ('[{"ifname":"lo","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8}]},'
-              '{"ifname":"eth0","addr_info":[{"family":"inet","local":"10.231.47.11","prefixlen":24},'
-              '{"family":"inet","local":"10.231.47.100","prefixlen":24,"secondary":true}]},{"ifname":"eth1"}]')
-    assert floating.ip_addresses(answer) == ["127.0.0.1", "10.231.47.11", "10.231.47.100"]
-    assert floating.ip_addresses("[]") == [] and floating.ip_addresses("") == []

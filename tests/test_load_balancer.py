@@ -17,6 +17,8 @@ import pytest
 
 from tests.conftest import ROOT, install_command, load_script
 
+from task_manager_host import lb as lb_command  # isort: skip  (found through the path conftest sets)
+
 BACKEND = "task_manager_app"
 
 load = load_script("load", ROOT / "scripts" / "load.py")
@@ -335,3 +337,11 @@ def test_the_command_without_its_settings_says_what_writes_them(lb, tmp_path):
     answer = json.loads(done.stdout)
     assert done.returncode == 1 and not answer["ok"]
     assert "no backend" in answer["message"] and "deploy.yml" in answer["message"]
+
+
+def test_address_reads_every_address_a_host_holds_the_floating_one_included():
+    answer = ('[{"ifname":"lo","addr_info":[{"family":"inet","local":"127.0.0.1","prefixlen":8}]},'
+              '{"ifname":"eth0","addr_info":[{"family":"inet","local":"10.231.47.11","prefixlen":24},'
+              '{"family":"inet","local":"10.231.47.100","prefixlen":24,"secondary":true}]},{"ifname":"eth1"}]')
+    assert lb_command.addresses_in(answer) == ["127.0.0.1", "10.231.47.11", "10.231.47.100"]
+    assert lb_command.addresses_in("[]") == [] and lb_command.addresses_in("") == []

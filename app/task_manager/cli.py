@@ -122,12 +122,22 @@ def create_demo_user_command(as_json: bool):
 
 @click.command("check-db")
 @click.option("--json", "as_json", is_flag=True,
-              help='Print {"engine", "ok", "problems"} (PostgreSQL: also "revision", "heads", "tables").')
+              help='Print {"engine", "reachable", "ok", "problems"} (PostgreSQL: also "revision", "heads", "tables").')
 @database_command
 def check_db_command(as_json: bool):
     """SQLite: PRAGMA integrity_check and foreign_key_check. PostgreSQL: the schema is at
-    the head revision and every table is readable. Exit 1 unless all is well."""
-    report = _check_postgresql() if engine_name() == "postgresql" else _check_sqlite()
+    the head revision and every table is readable. Exit 1 unless all is well.
+
+    A PostgreSQL server this host cannot reach is "reachable": false, apart from damage: the
+    data there is unknown, and nothing here may be restored over it (recover.yml)."""
+    if engine_name() == "postgresql":
+        try:
+            report = _check_postgresql()
+        except (OperationalError, InterfaceError, PoolTimeoutError) as exc:
+            report = {"engine": "postgresql", "reachable": False, "ok": False,
+                      "problems": [f"database unavailable: {_reason(exc)}"]}
+    else:
+        report = _check_sqlite()
     if as_json:
         click.echo(json.dumps(report, ensure_ascii=False))
     else:
@@ -154,7 +164,7 @@ def _check_sqlite() -> dict:
         if integrity != ["ok"]:
             problems.extend(f"integrity: {line}" for line in integrity)
         problems.extend(f"foreign key violation: {tuple(row)}" for row in foreign)
-    return {"engine": "sqlite", "ok": not problems, "problems": problems}
+    return {"engine": "sqlite", "reachable": True, "ok": not problems, "problems": problems}
 
 
 def _check_postgresql() -> dict:
@@ -177,7 +187,7 @@ def _check_postgresql() -> dict:
                 tables[table.name] = "error"
                 problems.append(f"table {table.name}: {_reason(exc)}")
         conn.rollback()
-    return {"engine": "postgresql", "ok": not problems, "problems": problems, "revision": revision,
+    return {"engine": "postgresql", "reachable": True, "ok": not problems, "problems": problems, "revision": revision,
             "heads": heads, "tables": tables}
 
 

@@ -60,6 +60,7 @@ def test_check_db_passes_on_a_good_database(runner, engine):
     assert result.output.strip() == "ok"
     report = _json(runner, "check-db", "--json")
     assert report["engine"] == engine and report["ok"] is True and report["problems"] == []
+    assert report["reachable"] is True
 
 
 @pytest.mark.sqlite_only

@@ -101,6 +101,12 @@ def test_a_postgresql_restart_is_503_then_recovers_without_an_api_restart(app, p
             assert result.exit_code == 1, command
             assert "database unavailable" in result.output, command
             assert "Traceback" not in result.output, command
+        # Unreachable, not damaged: recover.yml restores nothing over a database it cannot see.
+        unreachable = cli.invoke(args=["check-db", "--json"])
+        assert unreachable.exit_code == 1
+        report = _json(unreachable)
+        assert report["reachable"] is False and report["ok"] is False
+        assert report["problems"][0].startswith("database unavailable: ")
     finally:
         pg_cluster.start()
     # The pooled connection died with the server; pool_pre_ping replaces it before use.
@@ -173,6 +179,7 @@ def test_a_connection_closed_before_a_read_on_the_driver_is_a_503_then_replaced(
 def test_check_db_checks_the_revision_and_every_table(app, runner, pg_cluster):
     report = _json(runner.invoke(args=["check-db", "--json"]))
     assert report["engine"] == "postgresql" and report["ok"] is True and report["problems"] == []
+    assert report["reachable"] is True
     assert report["revision"] == "0006" and report["heads"] == ["0006"]
     assert set(report["tables"]) == {t.name for t in db.metadata.sorted_tables}
     runner.invoke(args=["migrate", "--to", "0002"])
@@ -184,6 +191,7 @@ def test_check_db_checks_the_revision_and_every_table(app, runner, pg_cluster):
     assert unreadable.exit_code == 1
     report = _json(unreadable)
     assert report["ok"] is False and report["tables"]["tasks"] == "error" and report["tables"]["users"] == "ok"
+    assert report["reachable"] is True  # damaged as the API sees it, not out of reach
     assert any("permission denied for table tasks" in p for p in report["problems"])
 
 

@@ -10,7 +10,6 @@ Every refusal says what to change in the inventory.
 from __future__ import annotations
 
 import ipaddress
-import json
 
 from ansible.errors import AnsibleFilterError
 
@@ -107,13 +106,6 @@ def plan(address: str, hosts: list, facts_by_host: dict) -> dict:
     return placed
 
 
-def ip_addresses(ip_json: str) -> list[str]:
-    """Every address in `ip -json addr show`'s answer (what a host holds now, floating
-    addresses included)."""
-    return [entry["local"] for link in json.loads(ip_json or "[]") for entry in link.get("addr_info") or []
-            if entry.get("local")]
-
-
 def facts_of(hosts: list, hostvars) -> dict:
     """The lb hosts' gathered facts, by host ({} for a host whose facts are missing)."""
     return {host: dict(hostvars[host].get("ansible_facts") or {}) for host in hosts or []}
@@ -125,5 +117,4 @@ class FilterModule:
             "task_manager_floating_address_plan": plan,
             "task_manager_floating_address_problem": problem,
             "task_manager_facts_of": facts_of,
-            "task_manager_ip_addresses": ip_addresses,
         }

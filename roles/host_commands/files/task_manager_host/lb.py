@@ -178,7 +178,12 @@ def held_addresses() -> list[str]:
     ip = shutil.which("ip", path=SYSTEM_PATH) or "/usr/sbin/ip"
     done = subprocess.run([ip, "-json", "-4", "addr", "show"], capture_output=True, text=True,  # noqa: S603
                           check=True, timeout=10)
-    return [entry["local"] for link in json.loads(done.stdout or "[]") for entry in link.get("addr_info") or []
+    return addresses_in(done.stdout)
+
+
+def addresses_in(ip_json: str) -> list[str]:
+    """Every address in `ip -json addr show`'s answer, secondary (floating) ones included."""
+    return [entry["local"] for link in json.loads(ip_json or "[]") for entry in link.get("addr_info") or []
             if entry.get("local")]
 
 
